@@ -1,0 +1,228 @@
+"""Loading the exported ONNX model and its metadata, and batched inference."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_FORMAT_VERSION = 1
+SUPPORTED_NORMALISATION = "window_median_ew_mad_asinh"
+
+# Beyond a few hundred windows per call the activations no longer fit in the L2
+# cache and ONNX Runtime gets slower per window, so larger batches are split.
+DEFAULT_MAX_BATCH_WINDOWS = 256
+
+
+def default_model_path() -> Path:
+    """Return the path of the metadata of the model committed in ``models/``."""
+    repo_models = Path(__file__).resolve().parent.parent / "models" / "model.onnx.json"
+    if repo_models.exists():
+        return repo_models
+    return Path(str(resources.files("stream").joinpath("models/model.onnx.json")))
+
+
+@dataclass(frozen=True)
+class NormalisationSpec:
+    """How raw values become model inputs; see ``stream.normalise``."""
+
+    method: str
+    horizon_points: int
+    eps_rel: float
+    eps_abs: float
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """How window scores become the score that is compared with the threshold."""
+
+    threshold: float
+    threshold_method: str
+    lag_points: int = 0
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """The contents of ``model.onnx.json`` that inference depends on."""
+
+    path: Path
+    onnx_path: Path
+    model_version: str
+    model_sha256: str
+    window_size: int
+    input_name: str
+    output_name: str
+    normalisation: NormalisationSpec
+    alert: AlertSpec
+    raw: dict[str, Any]
+
+
+def _require(mapping: dict[str, Any], key: str, path: Path) -> Any:
+    if key not in mapping:
+        raise ModelError(
+            f"model metadata {path} has no {key!r} field; re-export the model"
+        )
+    return mapping[key]
+
+
+def load_metadata(path: str | Path) -> ModelMetadata:
+    """Read ``model.onnx.json`` (or the metadata beside a ``model.onnx`` path)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        path = path.with_name(path.name + ".json")
+    if not path.is_file():
+        raise ModelError(
+            f"model metadata not found: {path}; pass the path of a model.onnx.json "
+            "written by the training export"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"model metadata {path} is not readable JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ModelError(f"model metadata {path} must be a JSON object")
+
+    version = raw.get("format_version")
+    if version != SUPPORTED_FORMAT_VERSION:
+        raise ModelError(
+            f"model metadata {path} has format_version {version!r}; this version of "
+            f"anomalybert reads format_version {SUPPORTED_FORMAT_VERSION}"
+        )
+    onnx_section = _require(raw, "onnx", path)
+    config = _require(raw, "config", path)
+    norm = _require(raw, "normalisation", path)
+    alert = _require(raw, "alert", path)
+    if norm.get("method") != SUPPORTED_NORMALISATION:
+        raise ModelError(
+            f"model metadata {path} uses normalisation {norm.get('method')!r}; "
+            f"only {SUPPORTED_NORMALISATION!r} is implemented"
+        )
+    window_size = int(_require(config, "window_size", path))
+    lag_points = int(alert.get("lag_points", 0))
+    if not 0 <= lag_points < window_size:
+        raise ModelError(
+            f"model metadata {path}: alert.lag_points={lag_points} must be between 0 "
+            f"and {window_size - 1}"
+        )
+    return ModelMetadata(
+        path=path,
+        onnx_path=path.parent / str(onnx_section.get("file", "model.onnx")),
+        model_version=str(_require(raw, "model_version", path)),
+        model_sha256=str(_require(raw, "model_sha256", path)).lower(),
+        window_size=window_size,
+        input_name=str(onnx_section.get("input", "input")),
+        output_name=str(onnx_section.get("output", "scores")),
+        normalisation=NormalisationSpec(
+            method=norm["method"],
+            horizon_points=int(norm["horizon_points"]),
+            eps_rel=float(norm["eps_rel"]),
+            eps_abs=float(norm["eps_abs"]),
+        ),
+        alert=AlertSpec(
+            threshold=float(_require(alert, "threshold", path)),
+            threshold_method=str(alert.get("threshold_method", "")),
+            lag_points=lag_points,
+            calibration=dict(alert.get("calibration") or {}),
+        ),
+        raw=raw,
+    )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class WindowModel:
+    """The ONNX model: scores ``(n, window_size)`` windows in batches.
+
+    Build it with :func:`load_model`; the constructor does no I/O.
+    """
+
+    def __init__(
+        self,
+        metadata: ModelMetadata,
+        session: Any,
+        max_batch_windows: int = DEFAULT_MAX_BATCH_WINDOWS,
+    ) -> None:
+        self.metadata = metadata
+        self._session = session
+        self._max_batch = max_batch_windows
+
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        """Score normalised windows ``(n, window_size)`` float32; returns ``(n, window_size)``."""
+        n = windows.shape[0]
+        if n == 0:
+            return np.empty((0, self.metadata.window_size), dtype=np.float32)
+        if n <= self._max_batch:
+            return self._run(windows)
+        parts = [
+            self._run(windows[start : start + self._max_batch])
+            for start in range(0, n, self._max_batch)
+        ]
+        return np.concatenate(parts)
+
+    def _run(self, windows: np.ndarray) -> np.ndarray:
+        feeds = {
+            self.metadata.input_name: np.ascontiguousarray(windows, dtype=np.float32)
+        }
+        return self._session.run([self.metadata.output_name], feeds)[0]
+
+
+def load_model(
+    path: str | Path | None = None,
+    *,
+    intra_op_threads: int = 1,
+    max_batch_windows: int = DEFAULT_MAX_BATCH_WINDOWS,
+) -> WindowModel:
+    """Load a model from its metadata file, checking the SHA-256 of the ONNX file.
+
+    One intra-op thread is the default: on small windows two single-threaded
+    sessions outrun one session with two threads.
+    """
+    import onnxruntime as ort
+
+    metadata = load_metadata(path if path is not None else default_model_path())
+    onnx_path = metadata.onnx_path
+    if not onnx_path.is_file():
+        raise ModelError(
+            f"model file not found: {onnx_path} (named by {metadata.path}); "
+            "restore it or point --model / ANOMALYBERT_MODEL_PATH at another model"
+        )
+    actual = sha256_file(onnx_path)
+    if actual != metadata.model_sha256:
+        raise ModelError(
+            f"checksum mismatch for {onnx_path}: SHA-256 is {actual}, but "
+            f"{metadata.path} expects {metadata.model_sha256}; the file is corrupt or "
+            "belongs to another model, so re-export or restore both files together"
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(
+            str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises several unrelated types
+        raise ModelError(f"ONNX Runtime could not load {onnx_path}: {exc}") from exc
+    logger.info(
+        "loaded model %s (sha256 %s) from %s",
+        metadata.model_version,
+        metadata.model_sha256[:12],
+        onnx_path,
+    )
+    return WindowModel(metadata, session, max_batch_windows=max_batch_windows)

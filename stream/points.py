@@ -1,0 +1,123 @@
+"""Points, timestamps and the checks every point passes before it is scored."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from stream.errors import InvalidPointError
+
+# datetime supports years 1 to 9999; epoch seconds outside this range cannot be
+# formatted back into an ISO-8601 timestamp.
+MIN_EPOCH_SECONDS = -62135596800.0
+MAX_EPOCH_SECONDS = 253402300799.0
+
+# Reason codes for rejected points. They label the invalid-points metric and the
+# dead-letter records, so they never change meaning.
+REASON_INVALID_TIMESTAMP = "invalid_timestamp"
+REASON_TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+REASON_INVALID_VALUE = "invalid_value"
+REASON_NON_FINITE_VALUE = "non_finite_value"
+REASON_DUPLICATE_TIMESTAMP = "duplicate_timestamp"
+REASON_OUT_OF_ORDER = "out_of_order"
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One sample of one series: epoch seconds (UTC) and a finite value."""
+
+    series: str
+    timestamp: float
+    value: float
+
+
+def parse_timestamp(raw: object) -> float:
+    """Convert an ISO-8601 string or epoch seconds into epoch seconds (UTC).
+
+    Numbers (and strings that hold a plain decimal number) are epoch seconds.
+    Other strings are ISO-8601, as ``datetime.fromisoformat`` reads them; a
+    timestamp without an offset is taken as UTC.
+    """
+    if isinstance(raw, bool):
+        raise InvalidPointError(
+            REASON_INVALID_TIMESTAMP,
+            f"invalid timestamp {raw!r}: expected an ISO-8601 string or epoch seconds",
+        )
+    if isinstance(raw, int | float):
+        return _check_epoch(float(raw), raw)
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            return _check_epoch(float(text), raw)
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidPointError(
+                REASON_INVALID_TIMESTAMP,
+                f"invalid timestamp {raw!r}: expected ISO-8601 such as "
+                "'2014-04-10 07:15:00' or epoch seconds such as 1397114100",
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    raise InvalidPointError(
+        REASON_INVALID_TIMESTAMP,
+        f"invalid timestamp {_shorten(raw)}: expected an ISO-8601 string or "
+        f"epoch seconds, not {type(raw).__name__}",
+    )
+
+
+def _check_epoch(seconds: float, raw: object) -> float:
+    if not math.isfinite(seconds):
+        raise InvalidPointError(
+            REASON_INVALID_TIMESTAMP,
+            f"invalid timestamp {_shorten(raw)}: epoch seconds must be finite",
+        )
+    if not MIN_EPOCH_SECONDS <= seconds <= MAX_EPOCH_SECONDS:
+        raise InvalidPointError(
+            REASON_TIMESTAMP_OUT_OF_RANGE,
+            f"timestamp {_shorten(raw)} is outside years 1 to 9999; send epoch "
+            "seconds or an ISO-8601 date",
+        )
+    return seconds
+
+
+def parse_value(raw: object) -> float:
+    """Convert a JSON number (or a numeric string from a CSV file) into a float."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise InvalidPointError(
+            REASON_INVALID_VALUE,
+            f"invalid value {_shorten(raw)}: expected a number, "
+            f"not {type(raw).__name__}",
+        )
+    try:
+        value = float(raw)
+    except (ValueError, OverflowError):
+        raise InvalidPointError(
+            REASON_INVALID_VALUE,
+            f"invalid value {_shorten(raw)}: expected a number such as 12.5",
+        ) from None
+    if not math.isfinite(value):
+        raise InvalidPointError(
+            REASON_NON_FINITE_VALUE,
+            f"invalid value {_shorten(raw)}: NaN and infinities cannot be scored; "
+            "drop the point or send a finite number",
+        )
+    return value
+
+
+def format_timestamp(seconds: float) -> str:
+    """Format epoch seconds as ISO-8601 UTC, with microseconds only when present."""
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    text = moment.isoformat(
+        timespec="microseconds" if moment.microsecond else "seconds"
+    )
+    return text.replace("+00:00", "Z")
+
+
+def _shorten(raw: object, limit: int = 80) -> str:
+    text = repr(raw)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,476 @@
+"""Streaming scoring state of many series, scored in batches.
+
+Every series owns one row ("slot") of a set of arrays: its last ``window_size``
+values and timestamps, the running sums of the window scores of those points,
+the normaliser scale, the calibration statistics and the alert episode state.
+Keeping the state in arrays rather than per-series objects keeps it small (about
+half a KiB per series) and lets a batch of points of different series be
+normalised and aggregated with one numpy operation per step.
+
+How a point is scored: when point t of a series arrives, the window of its last
+``window_size`` points is normalised and scored by the model (one ONNX Runtime
+call for all windows of a batch). Window position j gives a score to the point at
+that position, and each point sums the scores of the windows that contain it. With
+``lag_points = d``, the arrival of point t completes the score of point t - d: the
+mean of the scores of its first d + 1 windows. With d = 0 a point is scored on
+arrival from its own window alone; with d = window_size - 1 its score is the mean
+over every window that contains it. Before a series has ``window_size`` points its
+windows are left-padded with its first value, and padded positions add nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.calibration import CalibrationSpec, calibrate
+from stream.model import WindowModel
+from stream.normalise import normalise_windows
+from stream.points import (
+    REASON_DUPLICATE_TIMESTAMP,
+    REASON_NON_FINITE_VALUE,
+    REASON_OUT_OF_ORDER,
+    Point,
+    format_timestamp,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    """Behaviour of the scorer that is not part of the model."""
+
+    threshold: float
+    lag_points: int = 0
+    # An episode ends after this many consecutive points below the threshold; only
+    # the first point of an episode is marked for publishing. 0 publishes every
+    # point at or above the threshold.
+    episode_gap_points: int = 16
+    max_series: int = 1_000_000
+    initial_capacity: int = 1024
+
+
+@dataclass(slots=True)
+class ScoredPoint:
+    """The score of one point, known when a later (or the same) point arrived."""
+
+    series: str
+    timestamp: float
+    value: float
+    window_score: float
+    score: float
+    is_anomaly: bool
+    publish: bool
+    input_index: int
+
+    def to_record(self, threshold: float, model_version: str) -> dict[str, object]:
+        return {
+            "series": self.series,
+            "timestamp": format_timestamp(self.timestamp),
+            "value": self.value,
+            "score": self.score,
+            "window_score": self.window_score,
+            "threshold": threshold,
+            "model_version": model_version,
+        }
+
+
+@dataclass(slots=True)
+class Rejection:
+    """A point the scorer refused, with the reason code and a message."""
+
+    input_index: int
+    reason: str
+    message: str
+
+
+@dataclass
+class BatchResult:
+    scored: list[ScoredPoint] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    windows_scored: int = 0
+
+
+class SeriesTable:
+    """Array-backed state of every series, one slot per series."""
+
+    def __init__(self, window_size: int, capacity: int) -> None:
+        self.window_size = window_size
+        self.slot_of: dict[str, int] = {}
+        self.series_of: list[str | None] = []
+        self._free: list[int] = []
+        self._allocate(capacity)
+
+    def _allocate(self, capacity: int) -> None:
+        w = self.window_size
+        self.capacity = capacity
+        self.values = np.zeros((capacity, w))
+        self.times = np.zeros((capacity, w))
+        self.sums = np.zeros((capacity, w))
+        self.count = np.zeros(capacity, dtype=np.int64)
+        self.scale = np.zeros(capacity)
+        self.last_seen = np.zeros(capacity)
+        self.cal_mean = np.zeros(capacity)
+        self.cal_var = np.zeros(capacity)
+        self.cal_short = np.zeros(capacity)
+        self.below = np.zeros(capacity, dtype=np.int64)
+        self.in_episode = np.zeros(capacity, dtype=bool)
+        self.series_of.extend([None] * (capacity - len(self.series_of)))
+
+    def _grow(self) -> None:
+        old = {
+            name: getattr(self, name)
+            for name in (
+                "values times sums count scale last_seen cal_mean cal_var "
+                "cal_short below in_episode"
+            ).split()
+        }
+        previous = self.capacity
+        self._allocate(previous * 2)
+        for name, array in old.items():
+            getattr(self, name)[:previous] = array
+        self._free.extend(range(self.capacity - 1, previous - 1, -1))
+
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+    def add(self, series: str) -> int:
+        if not self._free and len(self.slot_of) == self.capacity:
+            self._grow()
+        if not self._free:
+            self._free.extend(range(self.capacity - 1, len(self.slot_of) - 1, -1))
+        slot = self._free.pop()
+        self.slot_of[series] = slot
+        self.series_of[slot] = series
+        self._reset(slot)
+        return slot
+
+    def _reset(self, slot: int) -> None:
+        for array in (
+            self.values,
+            self.times,
+            self.sums,
+            self.count,
+            self.scale,
+            self.cal_mean,
+            self.cal_var,
+            self.cal_short,
+            self.below,
+            self.in_episode,
+        ):
+            array[slot] = 0
+
+    def remove(self, series: str) -> None:
+        slot = self.slot_of.pop(series)
+        self.series_of[slot] = None
+        self._free.append(slot)
+
+    def used_slots(self) -> np.ndarray:
+        return np.fromiter(
+            self.slot_of.values(), dtype=np.int64, count=len(self.slot_of)
+        )
+
+
+class StreamScorer:
+    """Scores points of many series with one model call per batch.
+
+    Points of one series must arrive in timestamp order; a point whose timestamp
+    is not after the previous one of its series is rejected. ``process`` is not
+    thread-safe: one scorer belongs to one consumer task.
+    """
+
+    def __init__(
+        self,
+        model: WindowModel,
+        settings: ScorerSettings,
+        calibration: CalibrationSpec | None = None,
+    ) -> None:
+        meta = model.metadata
+        if not 0 <= settings.lag_points < meta.window_size:
+            raise ValueError(
+                f"lag_points={settings.lag_points} must be between 0 and "
+                f"{meta.window_size - 1}"
+            )
+        self.model = model
+        self.settings = settings
+        self.calibration = calibration or CalibrationSpec.from_metadata(
+            meta.alert.calibration
+        )
+        self.window_size = meta.window_size
+        self.table = SeriesTable(meta.window_size, settings.initial_capacity)
+        self.evicted_total = 0
+
+    @property
+    def active_series(self) -> int:
+        return len(self.table)
+
+    def process(self, points: Sequence[Point], now: float = 0.0) -> BatchResult:
+        """Validate, normalise and score a batch of points (any mix of series).
+
+        ``now`` is the caller's clock in seconds, used only to find idle series.
+        Returns the points whose score became known, in arrival order, and the
+        rejected points.
+        """
+        result = BatchResult()
+        accepted, slots, rounds = self._admit(points, now, result)
+        if not accepted:
+            return result
+        slots_arr = np.asarray(slots, dtype=np.int64)
+        rounds_arr = np.asarray(rounds, dtype=np.int64)
+        values = np.fromiter((points[i].value for i in accepted), dtype=np.float64)
+        times = np.fromiter((points[i].timestamp for i in accepted), dtype=np.float64)
+
+        order = np.argsort(rounds_arr, kind="stable")
+        bounds = np.searchsorted(rounds_arr[order], np.arange(rounds_arr.max() + 2))
+        groups = [order[bounds[r] : bounds[r + 1]] for r in range(len(bounds) - 1)]
+        groups = [g for g in groups if len(g)]
+
+        lag = self.settings.lag_points
+        lag_pos = self.window_size - 1 - lag
+        inputs = np.empty((len(accepted), self.window_size), dtype=np.float32)
+        counts_after = np.empty(len(accepted), dtype=np.int64)
+        lagged_time = np.empty(len(accepted))
+        lagged_value = np.empty(len(accepted))
+        for group in groups:
+            s = slots_arr[group]
+            inputs[group] = self._advance(s, values[group], times[group])
+            counts_after[group] = self.table.count[s]
+            lagged_time[group] = self.table.times[s, lag_pos]
+            lagged_value[group] = self.table.values[s, lag_pos]
+
+        window_scores = self.model.score(inputs).astype(np.float64)
+        result.windows_scored = len(accepted)
+
+        raw = np.empty(len(accepted))
+        alert = np.zeros(len(accepted))
+        anomalous = np.zeros(len(accepted), dtype=bool)
+        publish = np.zeros(len(accepted), dtype=bool)
+        valid = counts_after > lag
+        t = self.table
+        for group in groups:
+            s = slots_arr[group]
+            t.sums[s, :-1] = t.sums[s, 1:]
+            t.sums[s, -1] = 0.0
+            real = (
+                np.arange(self.window_size)[None, :]
+                >= (
+                    self.window_size - np.minimum(counts_after[group], self.window_size)
+                )[:, None]
+            )
+            t.sums[s] += np.where(real, window_scores[group], 0.0)
+            raw[group] = t.sums[s, lag_pos] / (lag + 1)
+            keep = valid[group]
+            if keep.any():
+                self._alert(
+                    s[keep], group[keep], raw, alert, anomalous, publish, counts_after
+                )
+
+        for k in np.flatnonzero(valid):
+            index = accepted[k]
+            result.scored.append(
+                ScoredPoint(
+                    series=points[index].series,
+                    timestamp=float(lagged_time[k]),
+                    value=float(lagged_value[k]),
+                    window_score=float(raw[k]),
+                    score=float(alert[k]),
+                    is_anomaly=bool(anomalous[k]),
+                    publish=bool(publish[k]),
+                    input_index=index,
+                )
+            )
+        return result
+
+    def _admit(
+        self, points: Sequence[Point], now: float, result: BatchResult
+    ) -> tuple[list[int], list[int], list[int]]:
+        """Check order and values, find or create slots, and number the rounds."""
+        t = self.table
+        accepted: list[int] = []
+        slots: list[int] = []
+        rounds: list[int] = []
+        seen_in_batch: dict[int, int] = {}
+        last_time: dict[int, float] = {}
+        for index, point in enumerate(points):
+            if not math.isfinite(point.value):
+                result.rejected.append(
+                    Rejection(
+                        index,
+                        REASON_NON_FINITE_VALUE,
+                        f"value {point.value!r} is not finite",
+                    )
+                )
+                continue
+            slot = t.slot_of.get(point.series)
+            if slot is None:
+                slot = self._new_slot(point.series)
+            previous = last_time.get(slot)
+            if previous is None and t.count[slot] > 0:
+                previous = float(t.times[slot, -1])
+            if previous is not None and point.timestamp <= previous:
+                reason = (
+                    REASON_DUPLICATE_TIMESTAMP
+                    if point.timestamp == previous
+                    else REASON_OUT_OF_ORDER
+                )
+                result.rejected.append(
+                    Rejection(
+                        index,
+                        reason,
+                        f"timestamp {format_timestamp(point.timestamp)} of series "
+                        f"{point.series!r} is not after its previous point "
+                        f"{format_timestamp(previous)}; send each series in "
+                        "timestamp order without repeats",
+                    )
+                )
+                continue
+            last_time[slot] = point.timestamp
+            round_number = seen_in_batch.get(slot, 0)
+            seen_in_batch[slot] = round_number + 1
+            t.last_seen[slot] = now
+            accepted.append(index)
+            slots.append(slot)
+            rounds.append(round_number)
+        return accepted, slots, rounds
+
+    def _new_slot(self, series: str) -> int:
+        if len(self.table) >= self.settings.max_series:
+            self._evict_least_recent(max(1, self.settings.max_series // 100))
+        return self.table.add(series)
+
+    def _advance(
+        self, s: np.ndarray, values: np.ndarray, times: np.ndarray
+    ) -> np.ndarray:
+        """Append one point to each slot in ``s``; return the normalised windows."""
+        t = self.table
+        first = t.count[s] == 0
+        t.values[s, :-1] = t.values[s, 1:]
+        t.values[s, -1] = values
+        t.times[s, :-1] = t.times[s, 1:]
+        t.times[s, -1] = times
+        if first.any():
+            t.values[s[first]] = values[first, None]
+            t.times[s[first]] = times[first, None]
+        t.count[s] += 1
+        norm = self.model.metadata.normalisation
+        window_inputs, t.scale[s] = normalise_windows(
+            t.values[s],
+            t.scale[s],
+            t.count[s].astype(np.float64),
+            norm.horizon_points,
+            norm.eps_rel,
+            norm.eps_abs,
+        )
+        return window_inputs
+
+    def _alert(
+        self,
+        s: np.ndarray,
+        group: np.ndarray,
+        raw: np.ndarray,
+        alert: np.ndarray,
+        anomalous: np.ndarray,
+        publish: np.ndarray,
+        counts_after: np.ndarray,
+    ) -> None:
+        t = self.table
+        n_scored = (counts_after[group] - self.settings.lag_points).astype(np.float64)
+        alert[group], t.cal_mean[s], t.cal_var[s], t.cal_short[s] = calibrate(
+            self.calibration,
+            raw[group],
+            n_scored,
+            t.cal_mean[s],
+            t.cal_var[s],
+            t.cal_short[s],
+        )
+        hit = alert[group] >= self.settings.threshold
+        anomalous[group] = hit
+        gap = self.settings.episode_gap_points
+        if gap <= 0:
+            publish[group] = hit
+            return
+        publish[group] = hit & ~t.in_episode[s]
+        t.below[s] = np.where(hit, 0, t.below[s] + 1)
+        t.in_episode[s] = np.where(hit, True, t.in_episode[s] & (t.below[s] < gap))
+
+    def flush(self) -> list[ScoredPoint]:
+        """Score the points still waiting for later windows, as if their series ended.
+
+        With ``lag_points = d`` the last d points of a series are scored from the
+        windows they have (fewer than d + 1). Used at the end of a file; a stream
+        never ends, so the consumer does not flush. The series' state is kept.
+        """
+        lag = self.settings.lag_points
+        flushed: list[ScoredPoint] = []
+        if lag == 0:
+            return flushed
+        t = self.table
+        w = self.window_size
+        for series, slot in list(t.slot_of.items()):
+            count = int(t.count[slot])
+            first_real = w - min(count, w)
+            for position in range(max(w - lag, first_real), w):
+                windows = w - position
+                raw = np.array([t.sums[slot, position] / windows])
+                s = np.array([slot])
+                n_scored = np.array([float(count - (w - 1 - position))])
+                alert, t.cal_mean[s], t.cal_var[s], t.cal_short[s] = calibrate(
+                    self.calibration,
+                    raw,
+                    n_scored,
+                    t.cal_mean[s],
+                    t.cal_var[s],
+                    t.cal_short[s],
+                )
+                hit = bool(alert[0] >= self.settings.threshold)
+                flushed.append(
+                    ScoredPoint(
+                        series=series,
+                        timestamp=float(t.times[slot, position]),
+                        value=float(t.values[slot, position]),
+                        window_score=float(raw[0]),
+                        score=float(alert[0]),
+                        is_anomaly=hit,
+                        publish=hit and not bool(t.in_episode[slot]),
+                        input_index=-1,
+                    )
+                )
+                if hit:
+                    t.in_episode[slot] = True
+        return flushed
+
+    def evict_idle(self, now: float, max_idle_seconds: float) -> int:
+        """Drop series that received no point for ``max_idle_seconds``; return how many."""
+        slots = self.table.used_slots()
+        if len(slots) == 0:
+            return 0
+        idle = slots[self.table.last_seen[slots] < now - max_idle_seconds]
+        for slot in idle:
+            self.table.remove(self.table.series_of[slot])
+        self.evicted_total += len(idle)
+        if len(idle):
+            logger.info(
+                "evicted %d series idle for more than %.0f s",
+                len(idle),
+                max_idle_seconds,
+            )
+        return len(idle)
+
+    def _evict_least_recent(self, how_many: int) -> None:
+        slots = self.table.used_slots()
+        oldest = slots[
+            np.argsort(self.table.last_seen[slots], kind="stable")[:how_many]
+        ]
+        for slot in oldest:
+            self.table.remove(self.table.series_of[slot])
+        self.evicted_total += len(oldest)
+        logger.warning(
+            "series cap of %d reached: evicted the %d least recently seen series",
+            self.settings.max_series,
+            len(oldest),
+        )
