@@ -1,0 +1,416 @@
+"""The streaming consumer: ``python -m stream.consumer``.
+
+Reads points from the input topic, scores them in batches, publishes anomalies
+and dead letters, and commits the input offsets only after every record produced
+from a batch has been acknowledged by the brokers (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+
+from stream.decode import decode_point
+from stream.detect import scorer_for
+from stream.errors import AnomalyBertError, InvalidPointError
+from stream.metrics import ConsumerMetrics
+from stream.model import WindowModel, load_model
+from stream.points import Point
+from stream.server import MetricsServer
+from stream.settings import Settings, settings_help
+from stream.state import BatchResult, StreamScorer
+
+logger = logging.getLogger(__name__)
+
+EVICTION_INTERVAL_SECONDS = 60.0
+MAX_RETRY_DELAY_SECONDS = 30.0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, owner: AnomalyConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        logger.info("partitions revoked: %s", _describe(revoked))
+        self._owner._assigned -= set(revoked)
+        self._owner.metrics.assigned_partitions.set(len(self._owner._assigned))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        logger.info("partitions assigned: %s", _describe(assigned))
+        self._owner._assigned = set(assigned)
+        self._owner._has_assignment = True
+        self._owner.metrics.assigned_partitions.set(len(assigned))
+
+
+def _describe(partitions: set[TopicPartition]) -> str:
+    return (
+        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions)) or "none"
+    )
+
+
+class AnomalyConsumer:
+    """Consumes points, scores them and publishes anomalies.
+
+    The constructor does no I/O: call :meth:`start`, then :meth:`run`, then
+    :meth:`stop` (safe to call twice), or use ``async with``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        model: WindowModel,
+        metrics: ConsumerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        self.metrics = metrics or ConsumerMetrics()
+        overrides: dict[str, object] = {
+            "episode_gap_points": settings.episode_gap_points,
+            "max_series": settings.max_series,
+        }
+        if settings.threshold is not None:
+            overrides["threshold"] = settings.threshold
+        if settings.lag_points is not None:
+            overrides["lag_points"] = settings.lag_points
+        self.scorer: StreamScorer = scorer_for(model, **overrides)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._server: MetricsServer | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
+        self._assigned: set[TopicPartition] = set()
+        self._has_assignment = False
+        self._stopping = asyncio.Event()
+        self._last_eviction = time.monotonic()
+        meta = model.metadata
+        self.metrics.model_info.info(
+            {"version": meta.model_version, "sha256": meta.model_sha256}
+        )
+
+    @property
+    def metrics_port(self) -> int:
+        assert self._server is not None
+        return self._server.port
+
+    def is_ready(self) -> bool:
+        return self._consumer is not None and bool(self._assigned)
+
+    async def __aenter__(self) -> AnomalyConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        s = self.settings
+        self._server = MetricsServer(
+            self.metrics.registry, s.metrics_host, s.metrics_port, self.is_ready
+        )
+        await self._server.start()
+        self._producer = await self._start_with_retry(
+            "producer",
+            lambda: AIOKafkaProducer(
+                acks="all", enable_idempotence=True, linger_ms=5, **s.kafka_options()
+            ),
+        )
+        self._consumer = await self._start_with_retry(
+            "consumer",
+            lambda: AIOKafkaConsumer(
+                group_id=s.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                **s.kafka_options(),
+            ),
+        )
+        self._consumer.subscribe([s.input_topic], listener=_Rebalance(self))
+        logger.info(
+            "consumer started: group %s, input %s, output %s, dead letters %s, model %s, threshold %.3f",
+            s.group_id,
+            s.input_topic,
+            s.output_topic,
+            s.dlq_topic,
+            self.model.metadata.model_version,
+            self.scorer.settings.threshold,
+        )
+
+    async def _start_with_retry(self, name: str, factory):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + self.settings.start_timeout_seconds
+        delay = 0.5
+        while True:
+            client = factory()
+            try:
+                await client.start()
+                return client
+            except KafkaConnectionError as exc:
+                await client.stop()
+                if time.monotonic() + delay > deadline:
+                    raise AnomalyBertError(
+                        f"Kafka at {self.settings.kafka_bootstrap_servers} was unreachable for "
+                        f"{self.settings.start_timeout_seconds:.0f} s ({exc}); check "
+                        "ANOMALYBERT_KAFKA_BOOTSTRAP_SERVERS and the broker"
+                    ) from exc
+                logger.warning(
+                    "Kafka %s could not connect to %s (%s); retrying in %.1f s",
+                    name,
+                    self.settings.kafka_bootstrap_servers,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to finish the batch in hand and return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until :meth:`request_stop` is called."""
+        assert self._consumer is not None, "call start() first"
+        s = self.settings
+        while not self._stopping.is_set():
+            batch = await self._consumer.getmany(
+                timeout_ms=s.poll_timeout_ms, max_records=s.max_batch_points
+            )
+            if batch:
+                await self.process_batch(batch)
+            self._maybe_evict()
+        logger.info("stop requested: the batch in hand was committed")
+
+    async def process_batch(
+        self, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        """Score, publish and commit one fetched batch."""
+        assert self._consumer is not None and self._producer is not None
+        records = [
+            record
+            for partition_records in batch.values()
+            for record in partition_records
+        ]
+        self.metrics.points_consumed.inc(len(records))
+        self.metrics.batch_points.observe(len(records))
+
+        points: list[Point] = []
+        sources: list[ConsumerRecord] = []
+        dead: list[tuple[ConsumerRecord, str, str]] = []
+        for record in records:
+            try:
+                point = decode_point(
+                    record.key, record.value, self.settings.max_payload_bytes
+                )
+            except InvalidPointError as exc:
+                dead.append((record, exc.reason, str(exc)))
+                continue
+            points.append(point)
+            sources.append(record)
+
+        result = await self._score(points)
+        for rejection in result.rejected:
+            dead.append(
+                (sources[rejection.input_index], rejection.reason, rejection.message)
+            )
+
+        outgoing = self._outgoing(result, sources, dead)
+        await self._publish(outgoing)
+
+        offsets = {
+            tp: partition_records[-1].offset + 1
+            for tp, partition_records in batch.items()
+        }
+        await self._consumer.commit(offsets)
+        self._update_lag(offsets)
+
+    async def _score(self, points: list[Point]) -> BatchResult:
+        if not points:
+            return BatchResult()
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        # Scoring runs in a worker thread so that heartbeats and fetches go on.
+        result = await loop.run_in_executor(
+            self._executor, self.scorer.process, points, time.monotonic()
+        )
+        self.metrics.inference_seconds.observe(time.perf_counter() - started)
+        self.metrics.windows_scored.inc(result.windows_scored)
+        self.metrics.points_scored.inc(len(result.scored))
+        self.metrics.active_series.set(self.scorer.active_series)
+        return result
+
+    def _outgoing(
+        self,
+        result: BatchResult,
+        sources: Sequence[ConsumerRecord],
+        dead: list[tuple[ConsumerRecord, str, str]],
+    ) -> list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+        s = self.settings
+        threshold = self.scorer.settings.threshold
+        version = self.model.metadata.model_version
+        outgoing = []
+        for scored in result.scored:
+            if scored.publish:
+                value = json.dumps(scored.to_record(threshold, version)).encode()
+                outgoing.append((s.output_topic, scored.series.encode(), value, []))
+        for record, reason, message in dead:
+            self.metrics.points_invalid.labels(reason=reason).inc()
+            headers = [
+                ("anomalybert.reason", reason.encode()),
+                ("anomalybert.error", message.encode("utf-8", "replace")[:1024]),
+                ("anomalybert.source.topic", record.topic.encode()),
+                ("anomalybert.source.partition", str(record.partition).encode()),
+                ("anomalybert.source.offset", str(record.offset).encode()),
+            ]
+            outgoing.append((s.dlq_topic, record.key, record.value, headers))
+        if dead:
+            logger.warning(
+                "sent %d invalid records to %s, first: partition %d offset %d: %s",
+                len(dead),
+                s.dlq_topic,
+                dead[0][0].partition,
+                dead[0][0].offset,
+                dead[0][2],
+            )
+        return outgoing
+
+    async def _publish(
+        self,
+        outgoing: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    ) -> None:
+        """Produce every record and wait for all acknowledgements, retrying failures."""
+        assert self._producer is not None
+        pending = list(outgoing)
+        delay = 0.5
+        while pending:
+            futures = []
+            for topic, key, value, headers in pending:
+                futures.append(
+                    await self._producer.send(
+                        topic, value=value, key=key, headers=headers
+                    )
+                )
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [
+                (message, outcome)
+                for message, outcome in zip(pending, outcomes, strict=True)
+                if isinstance(outcome, BaseException)
+            ]
+            for _message, outcome in failed:
+                if not isinstance(outcome, KafkaError):
+                    raise outcome
+            published = sum(
+                1
+                for message, outcome in zip(pending, outcomes, strict=True)
+                if message[0] == self.settings.output_topic
+                and not isinstance(outcome, BaseException)
+            )
+            self.metrics.anomalies_published.inc(published)
+            if not failed:
+                return
+            logger.error(
+                "%d of %d records could not be produced (first: topic %s: %s); the batch "
+                "is not committed, retrying in %.1f s",
+                len(failed),
+                len(pending),
+                failed[0][0][0],
+                failed[0][1],
+                delay,
+            )
+            pending = [message for message, _ in failed]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+
+    def _update_lag(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        for tp, position in offsets.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.consumer_lag.labels(
+                    topic=tp.topic, partition=str(tp.partition)
+                ).set(max(0, highwater - position))
+
+    def _maybe_evict(self) -> None:
+        now = time.monotonic()
+        if now - self._last_eviction < EVICTION_INTERVAL_SECONDS:
+            return
+        self._last_eviction = now
+        before = self.scorer.evicted_total
+        self.scorer.evict_idle(now, self.settings.series_idle_seconds)
+        self.metrics.series_evicted.inc(self.scorer.evicted_total - before)
+        self.metrics.active_series.set(self.scorer.active_series)
+
+    async def stop(self) -> None:
+        """Close the consumer, the producer and the metrics server."""
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+        self._executor.shutdown(wait=True)
+        logger.info("consumer stopped")
+
+
+async def serve(settings: Settings, model: WindowModel) -> None:
+    """Run the consumer until SIGTERM or SIGINT."""
+    consumer = AnomalyConsumer(settings, model)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, consumer.request_stop)
+    try:
+        await consumer.start()
+        await consumer.run()
+    finally:
+        await consumer.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print(
+            "usage: python -m stream.consumer\n\nReads points from Kafka, scores them "
+            "and publishes anomalies.\nConfigure it with environment variables.\n"
+        )
+        print(settings_help())
+        return 0
+    if args:
+        print(
+            f"error: unexpected arguments {args}; configure with ANOMALYBERT_* variables, see --help",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ANOMALYBERT_{'_'.join(str(p) for p in error['loc']).upper() or 'SETTINGS'}="
+            f"{error.get('input')!r}: {error['msg']}"
+            for error in exc.errors()
+        )
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        model = load_model(settings.model_path)
+        asyncio.run(serve(settings, model))
+    except AnomalyBertError as exc:
+        logger.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
