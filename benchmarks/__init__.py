@@ -1,0 +1,1 @@
+"""Benchmarks of the anomaly detector on public data sets."""
