@@ -1,0 +1,34 @@
+# Entry points: `make demo` runs the end-to-end demo, `make test` the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup test demo lint nab clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The stamp is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,plot]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/python deploy/demo.py
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+nab: setup
+	$(BIN)/python -m benchmarks.nab
+
+clean:
+	-bash deploy/kafka/local-kafka.sh stop
+	rm -rf $(VENV) .cache
