@@ -62,7 +62,9 @@ def parse_timestamp(raw: object) -> float:
             ) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
+        # An offset can move a date of year 1 or 9999 outside the range that
+        # format_timestamp can write back.
+        return _check_epoch(parsed.timestamp(), raw)
     raise InvalidPointError(
         REASON_INVALID_TIMESTAMP,
         f"invalid timestamp {_shorten(raw)}: expected an ISO-8601 string or "

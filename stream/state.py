@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -308,7 +308,7 @@ class StreamScorer:
                 continue
             slot = t.slot_of.get(point.series)
             if slot is None:
-                slot = self._new_slot(point.series)
+                slot = self._new_slot(point.series, seen_in_batch.keys())
             previous = last_time.get(slot)
             if previous is None and t.count[slot] > 0:
                 previous = float(t.times[slot, -1])
@@ -338,9 +338,18 @@ class StreamScorer:
             rounds.append(round_number)
         return accepted, slots, rounds
 
-    def _new_slot(self, series: str) -> int:
-        if len(self.table) >= self.settings.max_series:
-            self._evict_least_recent(max(1, self.settings.max_series // 100))
+    def _new_slot(self, series: str, batch_slots: Collection[int]) -> int:
+        """Add a series, first evicting the least recently seen ones at the cap.
+
+        Series with points in the current batch (``batch_slots``) are never
+        evicted, because their slots still receive those points. When every held
+        series has points in the batch, the table exceeds ``max_series`` until a
+        new series arrives in a later batch.
+        """
+        cap = self.settings.max_series
+        if len(self.table) >= cap:
+            excess = len(self.table) - cap + 1
+            self._evict_least_recent(max(1, cap // 100, excess), batch_slots)
         return self.table.add(series)
 
     def _advance(
@@ -390,13 +399,18 @@ class StreamScorer:
         )
         hit = alert[group] >= self.settings.threshold
         anomalous[group] = hit
+        publish[group] = self._advance_episodes(s, hit)
+
+    def _advance_episodes(self, s: np.ndarray, hit: np.ndarray) -> np.ndarray:
+        """Update the episode state of slots ``s``; return which hits to publish."""
+        t = self.table
         gap = self.settings.episode_gap_points
         if gap <= 0:
-            publish[group] = hit
-            return
-        publish[group] = hit & ~t.in_episode[s]
+            return hit
+        publish = hit & ~t.in_episode[s]
         t.below[s] = np.where(hit, 0, t.below[s] + 1)
         t.in_episode[s] = np.where(hit, True, t.in_episode[s] & (t.below[s] < gap))
+        return publish
 
     def flush(self) -> list[ScoredPoint]:
         """Score the points still waiting for later windows, as if their series ended.
@@ -427,7 +441,8 @@ class StreamScorer:
                     t.cal_var[s],
                     t.cal_short[s],
                 )
-                hit = bool(alert[0] >= self.settings.threshold)
+                hit = alert >= self.settings.threshold
+                publish = self._advance_episodes(s, hit)
                 flushed.append(
                     ScoredPoint(
                         series=series,
@@ -435,13 +450,11 @@ class StreamScorer:
                         value=float(t.values[slot, position]),
                         window_score=float(raw[0]),
                         score=float(alert[0]),
-                        is_anomaly=hit,
-                        publish=hit and not bool(t.in_episode[slot]),
+                        is_anomaly=bool(hit[0]),
+                        publish=bool(publish[0]),
                         input_index=-1,
                     )
                 )
-                if hit:
-                    t.in_episode[slot] = True
         return flushed
 
     def evict_idle(self, now: float, max_idle_seconds: float) -> int:
@@ -461,8 +474,11 @@ class StreamScorer:
             )
         return len(idle)
 
-    def _evict_least_recent(self, how_many: int) -> None:
+    def _evict_least_recent(self, how_many: int, keep: Collection[int]) -> None:
         slots = self.table.used_slots()
+        slots = slots[~np.isin(slots, np.fromiter(keep, dtype=np.int64))]
+        if len(slots) == 0:
+            return
         oldest = slots[
             np.argsort(self.table.last_seen[slots], kind="stable")[:how_many]
         ]
