@@ -83,3 +83,36 @@ def calibrate(
     mean = mean + rate * delta
     var = (1.0 - rate) * (var + rate * delta * delta)
     return alert, mean, var, short
+
+
+def calibrate_sequence(
+    spec: CalibrationSpec,
+    raw: np.ndarray,
+    n_first: int,
+    mean: float,
+    var: float,
+    short: float,
+) -> tuple[np.ndarray, float, float, float]:
+    """Calibrate consecutive raw scores of one series, one after the other.
+
+    Gives the same results as calling :func:`calibrate` once per score; this
+    form avoids numpy's per-call cost on long runs of one series. ``n_first``
+    is the ``n_scored`` of the first score.
+    """
+    if spec.method == "none":
+        return raw.astype(np.float64), mean, var, short
+    tails = np.empty(len(raw))
+    for i, score in enumerate(raw.tolist()):
+        n = float(n_first + i)
+        short_rate = max(1.0 / n, 1.0 / spec.short_points)
+        short = (1.0 - short_rate) * short + short_rate * score
+        std = max(math.sqrt(var), spec.min_std)
+        tails[i] = 0.5 * math.erfc(((short - mean) / std) / _SQRT2)
+        rate = max(1.0 / n, 1.0 / spec.horizon_points)
+        delta = score - mean
+        mean = mean + rate * delta
+        var = (1.0 - rate) * (var + rate * delta * delta)
+    alert = np.minimum(1.0, -np.log10(np.maximum(tails, 1e-10)) / 10.0)
+    n_scored = n_first + np.arange(len(raw))
+    alert = np.where(n_scored > spec.warmup_points, alert, 0.0)
+    return alert, mean, var, short

@@ -61,7 +61,9 @@ def detect_points(
 
     def run(batch: list[Point], offset: int) -> None:
         result = scorer.process(batch)
-        scored.extend(result.scored)
+        for point in result.scored:
+            point.input_index += offset
+            scored.append(point)
         for rejection in result.rejected:
             rejection.input_index += offset
             rejected.append(rejection)

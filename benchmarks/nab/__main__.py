@@ -1,0 +1,158 @@
+"""``python -m benchmarks.nab``: score the model on a NAB-layout corpus and report.
+
+Streams every file through the service's scorer, writes the results in NAB's
+layout, scores them and the published detectors' results with the same scorer,
+and prints (and writes into docs/benchmarks.md) the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.nab.corpus import (
+    data_path,
+    list_detectors,
+    load_corpus,
+    load_detector_results,
+    read_data_file,
+    write_results,
+)
+from benchmarks.nab.report import (
+    category_table,
+    plot_files,
+    replace_section,
+    scores_table,
+)
+from benchmarks.nab.run import DETECTOR_NAME, run_corpus
+from benchmarks.nab.scoring import score_corpus_all_profiles
+from stream.model import default_model_path, load_metadata
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "nab"
+PLOT_FILES = (
+    "realKnownCause/machine_temperature_system_failure.csv",
+    "realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv",
+    "artificialWithAnomaly/art_daily_jumpsup.csv",
+    "realTweets/Twitter_volume_AAPL.csv",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.nab", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=DEFAULT_CORPUS,
+        help="NAB-layout folder with data/, labels/ and results/ (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model.onnx.json (default: the committed model)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=REPO / "results" / "nab",
+        help="where our results files go, in NAB's layout",
+    )
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=REPO / "docs" / "benchmarks.md",
+        help="markdown file whose NAB section is rewritten ('-' for none)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes scoring files in parallel"
+    )
+    parser.add_argument(
+        "--lag-points", type=int, default=None, help="override the model's lag_points"
+    )
+    args = parser.parse_args(argv)
+
+    if not (args.corpus / "data").is_dir():
+        print(
+            f"error: {args.corpus} is not a NAB-layout corpus (no data/ folder); pass --corpus",
+            file=sys.stderr,
+        )
+        return 2
+    model_path = args.model or default_model_path()
+    metadata = load_metadata(model_path)
+    corpus = load_corpus(args.corpus)
+    overrides = {} if args.lag_points is None else {"lag_points": args.lag_points}
+
+    started = time.perf_counter()
+    ours = run_corpus(
+        model_path, args.corpus, corpus.names, overrides, workers=args.workers
+    )
+    elapsed = time.perf_counter() - started
+    for name, scores in ours.items():
+        write_results(
+            args.results_dir,
+            DETECTOR_NAME,
+            name,
+            read_data_file(data_path(args.corpus, name))[0],
+            scores,
+        )
+
+    all_scores = {DETECTOR_NAME: score_corpus_all_profiles(ours, corpus)}
+    for detector in list_detectors(args.corpus):
+        if detector == "null":
+            continue
+        all_scores[detector] = score_corpus_all_profiles(
+            load_detector_results(args.corpus, detector, corpus), corpus
+        )
+
+    mine = all_scores[DETECTOR_NAME]
+    command = "python -m benchmarks.nab --corpus " + str(
+        args.corpus if args.corpus != DEFAULT_CORPUS else "../shared/data/nab"
+    )
+    lines = [
+        "## NAB (Numenta Anomaly Benchmark v1.1)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Corpus: {len(corpus.names)} files, {corpus.n_rows:,} rows, {corpus.n_windows} windows. "
+        f"Model {metadata.model_version}, lag_points {overrides.get('lag_points', metadata.alert.lag_points)}, "
+        f"calibration {metadata.alert.calibration.get('method', 'none')}. "
+        f"Scoring took {elapsed:.0f} s with {args.workers} worker processes on {platform.machine()} "
+        f"({platform.processor() or 'unknown CPU'}).",
+        "",
+        "Every detector is scored by this project's scorer on the same files, with one threshold "
+        "per profile optimised over the whole corpus (NAB's method).",
+        "",
+        *scores_table(all_scores, DETECTOR_NAME),
+        "",
+        "Thresholds chosen for this project's scores: "
+        + ", ".join(f"{p} {s.threshold:.4f}" for p, s in mine.items()),
+        "",
+        "Per category, at those thresholds:",
+        "",
+        *category_table(mine, corpus),
+    ]
+    present = [name for name in PLOT_FILES if name in corpus.files]
+    if present and args.doc != Path("-"):
+        values = {
+            name: read_data_file(data_path(args.corpus, name))[1] for name in present
+        }
+        image = args.doc.parent / "img" / "nab-detections.png"
+        plot_files(corpus, values, ours, mine["standard"].threshold, present, image)
+        lines += ["", f"![detections on four NAB files](img/{image.name})"]
+    body = "\n".join(lines)
+    print(body)
+    print(json.dumps({p: s.to_dict() for p, s in mine.items()}, indent=1))
+    if args.doc != Path("-"):
+        replace_section(args.doc, "nab", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
