@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream.calibration import CalibrationSpec, calibrate
+from stream.calibration import CalibrationSpec, calibrate, calibrate_sequence
 from stream.model import WindowModel
 from stream.normalise import normalise_windows
 from stream.points import (
@@ -39,6 +39,22 @@ from stream.points import (
 )
 
 logger = logging.getLogger(__name__)
+
+# From this many points of one series in a batch on, the points are processed as
+# one sequence, vectorised over time, instead of one round per point.
+SEQUENCE_MIN_POINTS = 4
+
+
+def _group_by(keys: np.ndarray, indices: np.ndarray) -> list[np.ndarray]:
+    """Split ``indices`` into groups of equal ``keys`` (aligned with ``indices``).
+
+    Groups come in key order; each keeps its indices in input order.
+    """
+    if len(indices) == 0:
+        return []
+    order = np.argsort(keys, kind="stable")
+    cuts = np.flatnonzero(np.diff(keys[order])) + 1
+    return np.split(indices[order], cuts)
 
 
 @dataclass(frozen=True)
@@ -225,50 +241,45 @@ class StreamScorer:
         values = np.fromiter((points[i].value for i in accepted), dtype=np.float64)
         times = np.fromiter((points[i].timestamp for i in accepted), dtype=np.float64)
 
-        order = np.argsort(rounds_arr, kind="stable")
-        bounds = np.searchsorted(rounds_arr[order], np.arange(rounds_arr.max() + 2))
-        groups = [order[bounds[r] : bounds[r + 1]] for r in range(len(bounds) - 1)]
-        groups = [g for g in groups if len(g)]
-
+        n = len(accepted)
         lag = self.settings.lag_points
-        lag_pos = self.window_size - 1 - lag
-        inputs = np.empty((len(accepted), self.window_size), dtype=np.float32)
-        counts_after = np.empty(len(accepted), dtype=np.int64)
-        lagged_time = np.empty(len(accepted))
-        lagged_value = np.empty(len(accepted))
-        for group in groups:
-            s = slots_arr[group]
-            inputs[group] = self._advance(s, values[group], times[group])
-            counts_after[group] = self.table.count[s]
-            lagged_time[group] = self.table.times[s, lag_pos]
-            lagged_value[group] = self.table.values[s, lag_pos]
+        self._inputs = np.empty((n, self.window_size), dtype=np.float32)
+        self._counts_after = np.empty(n, dtype=np.int64)
+        self._lagged_time = np.empty(n)
+        self._lagged_value = np.empty(n)
 
-        window_scores = self.model.score(inputs).astype(np.float64)
-        result.windows_scored = len(accepted)
+        # A series with several points in the batch is processed as one sequence,
+        # vectorised over time; the others in rounds, one point of each per round.
+        per_slot = np.bincount(slots_arr)
+        in_sequence = per_slot[slots_arr] >= SEQUENCE_MIN_POINTS
+        sequence_indices = np.flatnonzero(in_sequence)
+        sequences = _group_by(slots_arr[sequence_indices], sequence_indices)
+        round_indices = np.flatnonzero(~in_sequence)
+        groups = _group_by(rounds_arr[round_indices], round_indices)
 
-        raw = np.empty(len(accepted))
-        alert = np.zeros(len(accepted))
-        anomalous = np.zeros(len(accepted), dtype=bool)
-        publish = np.zeros(len(accepted), dtype=bool)
-        valid = counts_after > lag
-        t = self.table
         for group in groups:
-            s = slots_arr[group]
-            t.sums[s, :-1] = t.sums[s, 1:]
-            t.sums[s, -1] = 0.0
-            real = (
-                np.arange(self.window_size)[None, :]
-                >= (
-                    self.window_size - np.minimum(counts_after[group], self.window_size)
-                )[:, None]
+            self._advance_round(slots_arr[group], values[group], times[group], group)
+        for indices in sequences:
+            slot = int(slots_arr[indices[0]])
+            self._advance_sequence(slot, values[indices], times[indices], indices)
+
+        window_scores = self.model.score(self._inputs).astype(np.float64)
+        result.windows_scored = n
+
+        raw = np.empty(n)
+        alert = np.zeros(n)
+        anomalous = np.zeros(n, dtype=bool)
+        publish = np.zeros(n, dtype=bool)
+        outputs = (raw, alert, anomalous, publish)
+        valid = self._counts_after > lag
+        for group in groups:
+            self._aggregate_round(
+                slots_arr[group], group, window_scores, valid, outputs
             )
-            t.sums[s] += np.where(real, window_scores[group], 0.0)
-            raw[group] = t.sums[s, lag_pos] / (lag + 1)
-            keep = valid[group]
-            if keep.any():
-                self._alert(
-                    s[keep], group[keep], raw, alert, anomalous, publish, counts_after
-                )
+        for indices in sequences:
+            slot = int(slots_arr[indices[0]])
+            self._aggregate_sequence(slot, indices, window_scores, valid, outputs)
+        lagged_time, lagged_value = self._lagged_time, self._lagged_value
 
         for k in np.flatnonzero(valid):
             index = accepted[k]
@@ -352,10 +363,10 @@ class StreamScorer:
             self._evict_least_recent(max(1, cap // 100, excess), batch_slots)
         return self.table.add(series)
 
-    def _advance(
-        self, s: np.ndarray, values: np.ndarray, times: np.ndarray
-    ) -> np.ndarray:
-        """Append one point to each slot in ``s``; return the normalised windows."""
+    def _advance_round(
+        self, s: np.ndarray, values: np.ndarray, times: np.ndarray, group: np.ndarray
+    ) -> None:
+        """Append one point to each slot in ``s`` and build its normalised window."""
         t = self.table
         first = t.count[s] == 0
         t.values[s, :-1] = t.values[s, 1:]
@@ -367,7 +378,7 @@ class StreamScorer:
             t.times[s[first]] = times[first, None]
         t.count[s] += 1
         norm = self.model.metadata.normalisation
-        window_inputs, t.scale[s] = normalise_windows(
+        self._inputs[group], t.scale[s] = normalise_windows(
             t.values[s],
             t.scale[s],
             t.count[s].astype(np.float64),
@@ -375,7 +386,161 @@ class StreamScorer:
             norm.eps_rel,
             norm.eps_abs,
         )
-        return window_inputs
+        lag_position = self.window_size - 1 - self.settings.lag_points
+        self._counts_after[group] = t.count[s]
+        self._lagged_time[group] = t.times[s, lag_position]
+        self._lagged_value[group] = t.values[s, lag_position]
+
+    def _advance_sequence(
+        self, slot: int, values: np.ndarray, times: np.ndarray, indices: np.ndarray
+    ) -> None:
+        """Append k points to one slot and build their k normalised windows at once."""
+        t = self.table
+        w = self.window_size
+        k = len(values)
+        count_before = int(t.count[slot])
+        if count_before == 0:
+            old_values = np.full(w, values[0])
+            old_times = np.full(w, times[0])
+        else:
+            old_values, old_times = t.values[slot], t.times[slot]
+        # Extended index p: 0..w-1 the buffer before the batch, w.. the new points.
+        extended_values = np.concatenate([old_values, values])
+        extended_times = np.concatenate([old_times, times])
+        windows = np.lib.stride_tricks.sliding_window_view(extended_values, w)[1:]
+
+        norm = self.model.metadata.normalisation
+        centre = np.median(windows, axis=1)
+        deviation = windows - centre[:, None]
+        spread = np.abs(deviation).mean(axis=1)
+        n_points = count_before + 1 + np.arange(k, dtype=np.float64)
+        rates = np.maximum(1.0 / n_points, 1.0 / norm.horizon_points)
+        # The scale recurrence is sequential; plain floats keep it cheap.
+        scales = np.empty(k)
+        scale = float(t.scale[slot])
+        for i, (rate, d) in enumerate(
+            zip(rates.tolist(), spread.tolist(), strict=True)
+        ):
+            scale = (1.0 - rate) * scale + rate * d
+            scales[i] = scale
+        floor = np.maximum(norm.eps_rel * np.abs(centre), norm.eps_abs)
+        effective = np.maximum(scales, floor)
+        inputs = np.arcsinh(deviation / effective[:, None]).astype(np.float32)
+        self._inputs[indices] = inputs
+
+        t.values[slot] = extended_values[-w:]
+        t.times[slot] = extended_times[-w:]
+        t.count[slot] = count_before + k
+        t.scale[slot] = scale
+        lag_position = w - 1 - self.settings.lag_points
+        self._counts_after[indices] = count_before + 1 + np.arange(k)
+        self._lagged_time[indices] = extended_times[
+            1 + lag_position : 1 + lag_position + k
+        ]
+        self._lagged_value[indices] = extended_values[
+            1 + lag_position : 1 + lag_position + k
+        ]
+
+    def _aggregate_round(
+        self,
+        s: np.ndarray,
+        group: np.ndarray,
+        window_scores: np.ndarray,
+        valid: np.ndarray,
+        outputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
+        """Add one window per slot to the sums and score the lagged points."""
+        t = self.table
+        w = self.window_size
+        lag = self.settings.lag_points
+        raw = outputs[0]
+        t.sums[s, :-1] = t.sums[s, 1:]
+        t.sums[s, -1] = 0.0
+        counts = self._counts_after[group]
+        real = np.arange(w)[None, :] >= (w - np.minimum(counts, w))[:, None]
+        t.sums[s] += np.where(real, window_scores[group], 0.0)
+        raw[group] = t.sums[s, w - 1 - lag] / (lag + 1)
+        keep = valid[group]
+        if keep.any():
+            self._alert(s[keep], group[keep], *outputs)
+
+    def _aggregate_sequence(
+        self,
+        slot: int,
+        indices: np.ndarray,
+        window_scores: np.ndarray,
+        valid: np.ndarray,
+        outputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
+        """Add k consecutive windows of one slot to its sums and score the lagged points."""
+        t = self.table
+        w = self.window_size
+        lag = self.settings.lag_points
+        raw, alert, anomalous, publish = outputs
+        k = len(indices)
+        scores = window_scores[indices]
+        count_before = int(self._counts_after[indices[0]]) - 1
+        old_sums = np.concatenate([t.sums[slot], np.zeros(k)])
+
+        # Window i covers extended indices i + 1 .. i + w, so position j of window i
+        # belongs to the point at extended index i + 1 + j. Positions before the
+        # first real point (padding) add nothing.
+        first_real = w - min(count_before, w)
+        window_index = np.arange(k)
+        sums = old_sums.copy()
+        for j in range(w):
+            column = scores[:, j]
+            if j + 1 < first_real:
+                column = np.where(window_index + 1 + j >= first_real, column, 0.0)
+            sums[1 + j : 1 + j + k] += column
+        t.sums[slot] = sums[-w:]
+
+        # When window i arrives, its lagged point (extended index i + w - lag) has
+        # been covered by windows i - lag .. i and by the windows before the batch.
+        lagged = old_sums[w - lag : w - lag + k].copy()
+        for u in range(min(lag, k - 1) + 1):
+            lagged[u:] += scores[: k - u, w - 1 - lag + u]
+        raw[indices] = lagged / (lag + 1)
+
+        keep = valid[indices]
+        if not keep.any():
+            return
+        kept = indices[keep]
+        n_first = int(self._counts_after[kept[0]]) - lag
+        alerts, mean, var, short = calibrate_sequence(
+            self.calibration,
+            raw[kept],
+            n_first,
+            float(t.cal_mean[slot]),
+            float(t.cal_var[slot]),
+            float(t.cal_short[slot]),
+        )
+        t.cal_mean[slot], t.cal_var[slot], t.cal_short[slot] = mean, var, short
+        alert[kept] = alerts
+        hits = alerts >= self.settings.threshold
+        anomalous[kept] = hits
+        publish[kept] = self._advance_episodes_sequence(slot, hits)
+
+    def _advance_episodes_sequence(self, slot: int, hits: np.ndarray) -> np.ndarray:
+        """Update one slot's episode state over consecutive points; return publish flags."""
+        t = self.table
+        gap = self.settings.episode_gap_points
+        if gap <= 0:
+            return hits
+        flags = np.zeros(len(hits), dtype=bool)
+        in_episode = bool(t.in_episode[slot])
+        below = int(t.below[slot])
+        for i, hit in enumerate(hits.tolist()):
+            if hit:
+                flags[i] = not in_episode
+                below = 0
+                in_episode = True
+            else:
+                below += 1
+                in_episode = in_episode and below < gap
+        t.below[slot] = below
+        t.in_episode[slot] = in_episode
+        return flags
 
     def _alert(
         self,
@@ -385,10 +550,11 @@ class StreamScorer:
         alert: np.ndarray,
         anomalous: np.ndarray,
         publish: np.ndarray,
-        counts_after: np.ndarray,
     ) -> None:
         t = self.table
-        n_scored = (counts_after[group] - self.settings.lag_points).astype(np.float64)
+        n_scored = (self._counts_after[group] - self.settings.lag_points).astype(
+            np.float64
+        )
         alert[group], t.cal_mean[s], t.cal_var[s], t.cal_short[s] = calibrate(
             self.calibration,
             raw[group],
