@@ -391,7 +391,7 @@ def test_cap_keeps_batch_series(echo_model):
         ("b", 7.0),
         ("c", 9.0),
     ]
-    # Each series holds only its own constant values, so every score is 0.
+    # Each series contains only its own constant values, so every score is 0.
     assert [p.window_score for p in first.scored + second.scored] == [0.0] * 5
 
 
