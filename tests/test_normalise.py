@@ -165,79 +165,91 @@ def record_windows(model) -> list[np.ndarray]:
     return received
 
 
-def feed(scorer, values, series="s"):
+def feed(scorer, values, batch_size):
+    """Process ``values`` as one series, ``batch_size`` points per call."""
+    points = [Point("s", float(t), value) for t, value in enumerate(values)]
     scored = []
-    for t, value in enumerate(values):
-        result = scorer.process([Point(series, float(t), value)])
-        scored.extend(result.scored)
+    for start in range(0, len(points), batch_size):
+        scored.extend(scorer.process(points[start : start + batch_size]).scored)
     return scored
 
 
-def test_scorer_one_point(tmp_path):
+# One point per call, two per call, and the whole series in one call.
+BATCH_SIZES = [1, 2, 100]
+
+
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+def test_scorer_one_point(tmp_path, batch_size):
     model = echo_model(tmp_path)
     received = record_windows(model)
-    scored = feed(scorer_for(model), [42.0])
+    scored = feed(scorer_for(model), [42.0], batch_size)
     assert received[0].tolist() == [[0.0] * WINDOW]
     assert scored[0].window_score == 0.0
 
 
-def test_scorer_short_series_windows(tmp_path):
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+def test_scorer_short_series_windows(tmp_path, batch_size):
     model = echo_model(tmp_path)
     received = record_windows(model)
-    scored = feed(scorer_for(model), [1.0, 2.0, 4.0])
+    scored = feed(scorer_for(model), [1.0, 2.0, 4.0], batch_size)
+    windows = np.concatenate(received)
     # Windows [1]*15 + [2] and [1]*14 + [2, 4] (left-padded with the first
     # value) have median 1 and spreads 1/16 and 4/16. The scales are the running
     # means (0 + 1/16) / 2 = 1/32 and (0 + 1/16 + 4/16) / 3 = 5/48.
-    second = received[1][0]
-    third = received[2][0]
-    assert second[:-1].tolist() == [0.0] * (WINDOW - 1)
-    assert second[-1] == pytest.approx(math.asinh(32.0), rel=1e-6)
-    assert third[:-2].tolist() == [0.0] * (WINDOW - 2)
-    assert third[-2] == pytest.approx(math.asinh(1 / (5 / 48)), rel=1e-6)
-    assert third[-1] == pytest.approx(math.asinh(3 / (5 / 48)), rel=1e-6)
+    assert windows[0].tolist() == [0.0] * WINDOW
+    assert windows[1][:-1].tolist() == [0.0] * (WINDOW - 1)
+    assert windows[1][-1] == pytest.approx(math.asinh(32.0), rel=1e-6)
+    assert windows[2][:-2].tolist() == [0.0] * (WINDOW - 2)
+    assert windows[2][-2] == pytest.approx(math.asinh(1 / (5 / 48)), rel=1e-6)
+    assert windows[2][-1] == pytest.approx(math.asinh(3 / (5 / 48)), rel=1e-6)
     assert [p.window_score for p in scored] == pytest.approx(
         [0.0, math.asinh(32.0), math.asinh(28.8)], rel=1e-6
     )
 
 
-def test_scorer_constant_series(tmp_path):
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+def test_scorer_constant_series(tmp_path, batch_size):
     model = echo_model(tmp_path)
     received = record_windows(model)
-    scored = feed(scorer_for(model), [3.25] * 40)
-    assert all(batch.tolist() == [[0.0] * WINDOW] for batch in received)
+    scored = feed(scorer_for(model), [3.25] * 40, batch_size)
+    assert np.concatenate(received).tolist() == [[0.0] * WINDOW] * 40
     assert [p.window_score for p in scored] == [0.0] * 40
 
 
-def test_scorer_spike_after_constant(tmp_path):
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+def test_scorer_spike_after_constant(tmp_path, batch_size):
     model = echo_model(tmp_path)
     received = record_windows(model)
-    scored = feed(scorer_for(model), [10.0] * 19 + [26.0])
+    scored = feed(scorer_for(model), [10.0] * 19 + [26.0], batch_size)
     # The first 19 spreads are 0 and the 20th is 16/16 = 1, so the scale is the
     # running mean 1/20 and the spike is 16 / 0.05 = 320 scales away.
-    last = received[-1][0]
+    last = np.concatenate(received)[-1]
     assert last[:-1].tolist() == [0.0] * (WINDOW - 1)
     assert last[-1] == pytest.approx(math.asinh(320.0), rel=1e-6)
     assert scored[-1].window_score == pytest.approx(math.asinh(320.0), rel=1e-6)
 
 
-def test_scorer_scale_with_short_horizon(tmp_path):
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+def test_scorer_scale_with_short_horizon(tmp_path, batch_size):
     model = echo_model(tmp_path, horizon_points=4)
     scorer = scorer_for(model)
+    scored = feed(scorer, [0.0, 1.0, 1.0, 1.0, 1.0, 1.0], batch_size)
     # Values 0, 1, 1, 1, 1, 1 put k ones in the window (median 0) after point
     # k + 1, so the spreads are 0, 1, 2, 3, 4, 5 sixteenths. In sixteenths the
     # scales are running means 0, 0.5, 1, 1.5 for four points, then
-    # 0.75 * 1.5 + 4 / 4 = 2.125 and 0.75 * 2.125 + 5 / 4 = 2.84375.
-    expected = [0.0, 0.5, 1.0, 1.5, 2.125, 2.84375]
-    scored = []
-    for t, value in enumerate([0.0, 1.0, 1.0, 1.0, 1.0, 1.0]):
-        scored.extend(scorer.process([Point("s", float(t), value)]).scored)
-        slot = scorer.table.slot_of["s"]
-        assert scorer.table.scale[slot] * 16 == pytest.approx(expected[t], rel=1e-12)
-    assert scored[-1].window_score == pytest.approx(math.asinh(16 / 2.84375), rel=1e-6)
+    # 0.75 * 1.5 + 4 / 4 = 2.125 and 0.75 * 2.125 + 5 / 4 = 2.84375. Each new
+    # 1 is 16 / scale scales away from the median.
+    expected = [0.0] + [
+        math.asinh(16 / scale) for scale in (0.5, 1.0, 1.5, 2.125, 2.84375)
+    ]
+    slot = scorer.table.slot_of["s"]
+    assert [p.window_score for p in scored] == pytest.approx(expected, rel=1e-6)
+    assert scorer.table.scale[slot] * 16 == pytest.approx(2.84375, rel=1e-12)
 
 
-def test_scorer_large_magnitude_floor(tmp_path):
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+def test_scorer_large_magnitude_floor(tmp_path, batch_size):
     model = echo_model(tmp_path)
-    scored = feed(scorer_for(model), [1e12] * 15 + [1e12 + 1e3])
+    scored = feed(scorer_for(model), [1e12] * 15 + [1e12 + 1e3], batch_size)
     # The scale (1e3/16 / 16 points) is far below the floor 1e-6 * 1e12 = 1e6.
     assert scored[-1].window_score == pytest.approx(math.asinh(1e-3), rel=1e-6)

@@ -348,10 +348,15 @@ def test_counts_add_up(echo_model):
         ("......", 2, "......"),
     ],
 )
-def test_episode_publish(echo_model, lag, pattern, gap, published):
+@pytest.mark.parametrize("one_batch", [False, True])
+def test_episode_publish(echo_model, lag, pattern, gap, published, one_batch):
     scorer = scorer_for(echo_model, lag_points=lag, episode_gap_points=gap)
     values = [1.0 if c == "H" else 0.0 for c in pattern]
-    scored = feed(scorer, values) + scorer.flush()
+    if one_batch:
+        points = [Point("s", float(t), v) for t, v in enumerate(values)]
+        scored = scorer.process(points).scored + scorer.flush()
+    else:
+        scored = feed(scorer, values) + scorer.flush()
     assert "".join("H" if p.is_anomaly else "." for p in scored) == pattern
     assert "".join("H" if p.publish else "." for p in scored) == published
 
@@ -393,6 +398,19 @@ def test_cap_keeps_batch_series(echo_model):
     ]
     # Each series contains only its own constant values, so every score is 0.
     assert [p.window_score for p in first.scored + second.scored] == [0.0] * 5
+
+
+def test_cap_keeps_batch_sequences(echo_model):
+    scorer = scorer_for(echo_model, max_series=2)
+    batch = [
+        Point(series, float(t), value)
+        for series, value in (("a", 5.0), ("b", 7.0), ("c", 9.0))
+        for t in range(6)
+    ]
+    result = scorer.process(batch, now=1.0)
+    assert result.rejected == []
+    assert [p.value for p in result.scored] == [5.0] * 6 + [7.0] * 6 + [9.0] * 6
+    assert [p.window_score for p in result.scored] == [0.0] * 18
 
 
 def test_cap_restored_after_overflow(echo_model):
