@@ -1,0 +1,396 @@
+"""The consumer against the real local Kafka broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from model_factory import write_model
+
+from stream.consumer import AnomalyConsumer
+from stream.detect import detect
+from stream.metrics import ConsumerMetrics
+from stream.model import load_model
+from stream.points import format_timestamp
+from stream.settings import Settings
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def series_values(n: int, seed: int = 7) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = 10 + np.sin(np.arange(n) / 6.0) + rng.normal(0, 0.1, n)
+    values[n // 2] += 8.0
+    values[(3 * n) // 4 : (3 * n) // 4 + 5] -= 6.0
+    return values
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    # Scores follow the inputs, so spikes give high scores; calibration is off
+    # so that the expected anomalies are easy to reason about.
+    return write_model(
+        tmp_path / "model",
+        position_scores=np.full(16, 0.2),
+        input_gain=0.1,
+        threshold=0.45,
+        lag_points=2,
+    )
+
+
+def settings_for(
+    bootstrap: str, topics: dict[str, str], model_path: Path, **extra
+) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        input_topic=topics["input"],
+        output_topic=topics["output"],
+        dlq_topic=topics["dlq"],
+        group_id=f"group-{topics['input']}",
+        model_path=model_path,
+        metrics_port=0,
+        poll_timeout_ms=50,
+        **extra,
+    )
+
+
+async def make_topics(factory, partitions: int = 1) -> dict[str, str]:
+    return {
+        "input": await factory(partitions=partitions, prefix="points"),
+        "output": await factory(prefix="anomalies"),
+        "dlq": await factory(prefix="dlq"),
+    }
+
+
+async def produce(
+    bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value=value, key=key) for key, value in messages
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_all(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 30
+) -> list:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+            if len(records) >= expected and not batch:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}{path}", timeout=5
+        ) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def wait_for(predicate, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the consumer")
+        await asyncio.sleep(0.1)
+
+
+def point_messages(series: str, values: np.ndarray, start: float = 1_400_000_000.0):
+    return [
+        (
+            series.encode(),
+            json.dumps({"timestamp": start + 300 * i, "value": float(v)}).encode(),
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+async def run_consumer(
+    settings: Settings, until, metrics: ConsumerMetrics | None = None
+):
+    consumer = AnomalyConsumer(settings, load_model(settings.model_path), metrics)
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+    try:
+        await wait_for(lambda: until(consumer))
+    finally:
+        consumer.request_stop()
+        await asyncio.wait_for(task, 30)
+        await consumer.stop()
+    return consumer
+
+
+async def test_anomalies_match_detect(kafka_bootstrap, kafka_topic_factory, model_path):
+    topics = await make_topics(kafka_topic_factory, partitions=2)
+    settings = settings_for(kafka_bootstrap, topics, model_path)
+    values = {
+        name: series_values(400, seed) for seed, name in enumerate(["a", "b", "c"])
+    }
+    messages = [m for name, v in values.items() for m in point_messages(name, v)]
+    await produce(kafka_bootstrap, topics["input"], messages)
+
+    metrics = ConsumerMetrics()
+    await run_consumer(
+        settings,
+        lambda c: c.metrics.points_consumed._value.get() >= len(messages),
+        metrics,
+    )
+    records = await read_all(kafka_bootstrap, topics["output"], expected=1)
+    published = sorted(
+        (r.key.decode(), json.loads(r.value)["timestamp"], json.loads(r.value)["score"])
+        for r in records
+    )
+
+    model = load_model(model_path)
+    expected = []
+    for name, v in values.items():
+        times = 1_400_000_000.0 + 300 * np.arange(len(v))
+        for point in detect(model, times, v, series=name).points:
+            if point.publish and point.input_index >= 0:
+                expected.append((name, format_timestamp(point.timestamp), point.score))
+    assert len(expected) > 0
+    assert [p[:2] for p in published] == [e[:2] for e in sorted(expected)]
+    assert np.allclose(
+        [p[2] for p in published], [e[2] for e in sorted(expected)], atol=1e-9
+    )
+
+
+async def test_output_record_fields(kafka_bootstrap, kafka_topic_factory, model_path):
+    topics = await make_topics(kafka_topic_factory)
+    settings = settings_for(kafka_bootstrap, topics, model_path)
+    messages = point_messages("sensor-1", series_values(300))
+    await produce(kafka_bootstrap, topics["input"], messages)
+    await run_consumer(
+        settings, lambda c: c.metrics.points_consumed._value.get() >= len(messages)
+    )
+    records = await read_all(kafka_bootstrap, topics["output"], expected=1)
+    assert records, "no anomaly was published"
+    record = json.loads(records[0].value)
+    assert records[0].key == b"sensor-1"
+    assert record["series"] == "sensor-1"
+    for field in ("timestamp", "value", "score", "threshold", "model_version"):
+        assert field in record
+    assert record["threshold"] == 0.45
+    assert record["score"] >= record["threshold"]
+
+
+async def test_invalid_messages_go_to_dlq(
+    kafka_bootstrap, kafka_topic_factory, model_path
+):
+    topics = await make_topics(kafka_topic_factory)
+    settings = settings_for(kafka_bootstrap, topics, model_path, max_payload_bytes=200)
+    good = point_messages("s", series_values(20))
+    bad = [
+        (b"s", b"not json"),
+        (b"s", b'{"timestamp": 1, "value": NaN}'),
+        (b"s", b'{"value": 1}'),
+        (b"", b'{"timestamp": 1, "value": 1}'),
+        (b"s", None),
+        (b"s", b'{"timestamp": 1, "value": "' + b"x" * 300 + b'"}'),
+        (b"s", good[-1][1]),  # repeats the timestamp of the last valid point
+    ]
+    reasons = [
+        "invalid_json",
+        "non_finite_value",
+        "missing_field",
+        "missing_series",
+        "tombstone",
+        "payload_too_large",
+        "duplicate_timestamp",
+    ]
+    await produce(kafka_bootstrap, topics["input"], good + bad)
+    metrics = ConsumerMetrics()
+    consumer = await run_consumer(
+        settings,
+        lambda c: c.metrics.points_consumed._value.get() >= len(good) + len(bad),
+        metrics,
+    )
+    dead = await read_all(kafka_bootstrap, topics["dlq"], expected=len(bad))
+    assert len(dead) == len(bad)
+    for record, (key, value), reason in zip(dead, bad, reasons, strict=True):
+        headers = dict(record.headers)
+        assert headers["anomalybert.reason"].decode() == reason
+        assert headers["anomalybert.source.topic"].decode() == topics["input"]
+        assert headers["anomalybert.source.partition"] == b"0"
+        assert int(headers["anomalybert.source.offset"]) >= len(good)
+        assert headers["anomalybert.error"]
+        assert record.value == value
+    for reason in reasons:
+        assert metrics.points_invalid.labels(reason=reason)._value.get() == 1
+    consumed = metrics.points_consumed._value.get()
+    windows = metrics.windows_scored._value.get()
+    invalid = sum(metrics.points_invalid.labels(reason=r)._value.get() for r in reasons)
+    assert consumed == windows + invalid
+    assert consumer.scorer.active_series == 1
+
+
+async def test_metrics_served_over_http(
+    kafka_bootstrap, kafka_topic_factory, model_path
+):
+    topics = await make_topics(kafka_topic_factory)
+    settings = settings_for(kafka_bootstrap, topics, model_path)
+    messages = point_messages("m", series_values(50))
+    await produce(kafka_bootstrap, topics["input"], messages)
+    consumer = AnomalyConsumer(settings, load_model(model_path))
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+    try:
+        port = consumer.metrics_port
+        assert (await asyncio.to_thread(scrape, port, "/healthz"))[0] == 200
+        await wait_for(
+            lambda: consumer.metrics.points_consumed._value.get() >= len(messages)
+        )
+        status, text = await asyncio.to_thread(scrape, port, "/metrics")
+        ready_status, _ = await asyncio.to_thread(scrape, port, "/readyz")
+        missing_status, _ = await asyncio.to_thread(scrape, port, "/nope")
+    finally:
+        consumer.request_stop()
+        await asyncio.wait_for(task, 30)
+        await consumer.stop()
+    assert status == 200
+    assert ready_status == 200
+    assert missing_status == 404
+    assert metric(text, "anomalybert_points_consumed_total") == len(messages)
+    assert metric(text, "anomalybert_windows_scored_total") == len(messages)
+    assert metric(text, "anomalybert_inference_seconds_count") >= 1
+    assert metric(text, "anomalybert_active_series") == 1
+    assert metric(text, "anomalybert_assigned_partitions") == 1
+    assert "anomalybert_consumer_lag_records{" in text
+    assert 'anomalybert_model_info{sha256="' in text
+    for name in (
+        "anomalybert_anomalies_published_total",
+        "anomalybert_batch_points_bucket",
+        "anomalybert_series_evicted_total",
+    ):
+        assert name in text
+
+
+def consumer_env(settings: Settings, metrics_port: int) -> dict[str, str]:
+    return dict(
+        os.environ,
+        ANOMALYBERT_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        ANOMALYBERT_INPUT_TOPIC=settings.input_topic,
+        ANOMALYBERT_OUTPUT_TOPIC=settings.output_topic,
+        ANOMALYBERT_DLQ_TOPIC=settings.dlq_topic,
+        ANOMALYBERT_GROUP_ID=settings.group_id,
+        ANOMALYBERT_MODEL_PATH=str(settings.model_path),
+        ANOMALYBERT_METRICS_PORT=str(metrics_port),
+        PYTHONPATH=str(REPO),
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def committed_offset(bootstrap: str, group: str, topic: str) -> int | None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return await consumer.committed(TopicPartition(topic, 0))
+    finally:
+        await consumer.stop()
+
+
+async def run_process_until_consumed(
+    settings: Settings, expected: int
+) -> tuple[int, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream.consumer"],
+        cwd=REPO,
+        env=consumer_env(settings, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        consumed = 0.0
+        while consumed < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            try:
+                consumed = metric(
+                    (await asyncio.to_thread(scrape, port))[1],
+                    "anomalybert_points_consumed_total",
+                )
+            except OSError:
+                continue
+        text = (await asyncio.to_thread(scrape, port))[1]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    return int(metric(text, "anomalybert_points_consumed_total")), output
+
+
+async def test_sigterm_commits_and_restart_resumes(
+    kafka_bootstrap, kafka_topic_factory, model_path
+):
+    topics = await make_topics(kafka_topic_factory)
+    settings = settings_for(kafka_bootstrap, topics, model_path)
+    first = point_messages("r", series_values(200))
+    await produce(kafka_bootstrap, topics["input"], first)
+
+    consumed, output = await run_process_until_consumed(settings, len(first))
+    assert consumed == len(first)
+    assert "consumer stopped" in output
+    assert await committed_offset(
+        kafka_bootstrap, settings.group_id, topics["input"]
+    ) == len(first)
+
+    second = point_messages("r", series_values(100, seed=3), start=1_500_000_000.0)
+    await produce(kafka_bootstrap, topics["input"], second)
+    consumed, _ = await run_process_until_consumed(settings, len(second))
+    assert consumed == len(second)
+    assert await committed_offset(
+        kafka_bootstrap, settings.group_id, topics["input"]
+    ) == len(first) + len(second)
