@@ -26,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 REPO = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = REPO / "deploy" / "kafka" / "local-kafka.sh"
-DEFAULT_FILE = REPO / "tests" / "data" / "nab" / "data" / "realKnownCause" / "ambient_temperature_system_failure.csv"
+DEFAULT_FILE = REPO / "deploy" / "data" / "ambient_temperature_system_failure.csv"
 
 
 def free_port() -> int:
