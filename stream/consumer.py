@@ -25,7 +25,7 @@ from stream.decode import decode_point
 from stream.detect import scorer_for
 from stream.errors import AnomalyBertError, InvalidPointError
 from stream.metrics import ConsumerMetrics
-from stream.model import WindowModel, load_model
+from stream.model import ModelMetadata, WindowModel, load_model
 from stream.points import Point
 from stream.server import MetricsServer
 from stream.settings import Settings, settings_help
@@ -51,6 +51,19 @@ class _Rebalance(ConsumerRebalanceListener):
         self._owner._assigned = set(assigned)
         self._owner._has_assignment = True
         self._owner.metrics.assigned_partitions.set(len(assigned))
+
+
+def _model_files_stamp(metadata: ModelMetadata) -> tuple[float, ...]:
+    """Modification times and sizes of the model's two files (0 when missing)."""
+    stamp: list[float] = []
+    for path in (metadata.path, metadata.onnx_path):
+        try:
+            info = path.stat()
+        except OSError:
+            stamp += [0.0, 0.0]
+        else:
+            stamp += [info.st_mtime, float(info.st_size)]
+    return tuple(stamp)
 
 
 def _describe(partitions: set[TopicPartition]) -> str:
@@ -92,7 +105,13 @@ class AnomalyConsumer:
         self._has_assignment = False
         self._stopping = asyncio.Event()
         self._last_eviction = time.monotonic()
-        meta = model.metadata
+        self._reload_requested = False
+        self._last_model_check = time.monotonic()
+        self._model_stamp = _model_files_stamp(model.metadata)
+        self._publish_model_info()
+
+    def _publish_model_info(self) -> None:
+        meta = self.model.metadata
         self.metrics.model_info.info(
             {"version": meta.model_version, "sha256": meta.model_sha256}
         )
@@ -185,6 +204,7 @@ class AnomalyConsumer:
             if batch:
                 await self.process_batch(batch)
             self._maybe_evict()
+            await self._maybe_reload_model()
         logger.info("stop requested: the batch in hand was committed")
 
     async def process_batch(
@@ -336,6 +356,49 @@ class AnomalyConsumer:
                     topic=tp.topic, partition=str(tp.partition)
                 ).set(max(0, highwater - position))
 
+    def request_model_reload(self) -> None:
+        """Reload the model files before the next batch (the SIGHUP handler)."""
+        self._reload_requested = True
+
+    async def _maybe_reload_model(self) -> None:
+        """Swap in a changed model between two batches, so no point is dropped."""
+        now = time.monotonic()
+        interval = self.settings.model_check_seconds
+        polled = interval > 0 and now - self._last_model_check >= interval
+        if not (self._reload_requested or polled):
+            return
+        self._last_model_check = now
+        requested, self._reload_requested = self._reload_requested, False
+        stamp = _model_files_stamp(self.model.metadata)
+        if not requested and stamp == self._model_stamp:
+            return
+        self._model_stamp = stamp
+        path = self.settings.model_path
+        loop = asyncio.get_running_loop()
+        try:
+            model = await loop.run_in_executor(self._executor, load_model, path)
+            threshold = self.settings.threshold
+            if threshold is None:
+                threshold = model.metadata.alert.threshold
+            self.scorer.replace_model(model, threshold)
+        except (AnomalyBertError, ValueError) as exc:
+            logger.error(
+                "model reload from %s failed, still using %s: %s",
+                path,
+                self.model.metadata.model_version,
+                exc,
+            )
+            return
+        previous = self.model.metadata.model_version
+        self.model = model
+        self._publish_model_info()
+        logger.info(
+            "model reloaded: %s -> %s (sha256 %s)",
+            previous,
+            model.metadata.model_version,
+            model.metadata.model_sha256[:12],
+        )
+
     def _maybe_evict(self) -> None:
         now = time.monotonic()
         if now - self._last_eviction < EVICTION_INTERVAL_SECONDS:
@@ -367,6 +430,7 @@ async def serve(settings: Settings, model: WindowModel) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, consumer.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, consumer.request_model_reload)
     try:
         await consumer.start()
         await consumer.run()

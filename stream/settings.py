@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         ge=0,
         description="points below the threshold that end an anomalous episode; only the first anomaly of an episode is published (0 publishes every one)",
     )
+    model_check_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="how often to check the model files for a change and reload them (0: only on SIGHUP)",
+    )
     max_series: int = Field(
         1_000_000,
         ge=1,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -220,6 +220,24 @@ class StreamScorer:
         self.window_size = meta.window_size
         self.table = SeriesTable(meta.window_size, settings.initial_capacity)
         self.evicted_total = 0
+
+    def replace_model(self, model: WindowModel, threshold: float | None = None) -> None:
+        """Score the next batches with ``model``, keeping every series' state.
+
+        The windows, sums and calibration statistics stay valid as long as the
+        new model reads the same window size, normalisation and lag; a model that
+        differs there raises ``ValueError`` and the old one stays in use.
+        """
+        old, new = self.model.metadata, model.metadata
+        if new.window_size != old.window_size or new.normalisation != old.normalisation:
+            raise ValueError(
+                f"model {new.model_version} changes the window size or normalisation "
+                f"of {old.model_version}; restart the consumer to switch to it"
+            )
+        self.model = model
+        self.calibration = CalibrationSpec.from_metadata(new.alert.calibration)
+        if threshold is not None:
+            self.settings = replace(self.settings, threshold=threshold)
 
     @property
     def active_series(self) -> int:

@@ -394,3 +394,52 @@ async def test_sigterm_commits_and_restart_resumes(
     assert await committed_offset(
         kafka_bootstrap, settings.group_id, topics["input"]
     ) == len(first) + len(second)
+
+
+async def test_model_reload_between_batches(
+    kafka_bootstrap, kafka_topic_factory, tmp_path
+):
+    model_dir = tmp_path / "live"
+    path = write_model(model_dir, position_scores=np.full(16, 0.1), threshold=0.9)
+    topics = await make_topics(kafka_topic_factory)
+    settings = settings_for(kafka_bootstrap, topics, path, model_check_seconds=0)
+    first = point_messages("h", series_values(100))
+    second = point_messages("h", series_values(100, seed=5), start=1_500_000_000.0)
+    await produce(kafka_bootstrap, topics["input"], first)
+
+    consumer = AnomalyConsumer(settings, load_model(path))
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+    try:
+        await wait_for(
+            lambda: consumer.metrics.points_consumed._value.get() >= len(first)
+        )
+        old_version = consumer.model.metadata.model_version
+
+        # A corrupt replacement is rejected and the old model stays in use.
+        (model_dir / "model.onnx").write_bytes(b"not a model")
+        consumer.request_model_reload()
+        await wait_for(lambda: not consumer._reload_requested)
+        await asyncio.sleep(0.3)
+        assert consumer.model.metadata.model_version == old_version
+
+        # A valid new model with another threshold replaces it.
+        write_model(model_dir, position_scores=np.full(16, 0.3), threshold=0.25)
+        new_version = load_model(path).metadata.model_version
+        consumer.request_model_reload()
+        await wait_for(lambda: consumer.model.metadata.model_version == new_version)
+        await produce(kafka_bootstrap, topics["input"], second)
+        total = len(first) + len(second)
+        await wait_for(lambda: consumer.metrics.points_consumed._value.get() >= total)
+        _, text = await asyncio.to_thread(scrape, consumer.metrics_port)
+    finally:
+        consumer.request_stop()
+        await asyncio.wait_for(task, 30)
+        await consumer.stop()
+    assert new_version != old_version
+    assert f'version="{new_version}"' in text
+    assert consumer.scorer.settings.threshold == 0.25
+    assert metric(text, "anomalybert_windows_scored_total") == len(first) + len(second)
+    records = await read_all(kafka_bootstrap, topics["output"], expected=1)
+    assert records, "the new model's threshold published nothing"
+    assert all(json.loads(r.value)["model_version"] == new_version for r in records)
