@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
+from stream.changelog import OFFSET_HEADER, StateChangelog
 from stream.decode import decode_point
 from stream.detect import scorer_for
 from stream.errors import AnomalyBertError, InvalidPointError
@@ -28,12 +29,15 @@ from stream.metrics import ConsumerMetrics
 from stream.model import ModelMetadata, WindowModel, load_model
 from stream.points import Point
 from stream.server import MetricsServer
-from stream.settings import Settings, settings_help
+from stream.settings import ProcessingGuarantee, Settings, settings_help
 from stream.state import BatchResult, StreamScorer
 
 logger = logging.getLogger(__name__)
 
 EVICTION_INTERVAL_SECONDS = 60.0
+
+# A record to produce: topic, key, value, headers and partition (None: by key).
+Message = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]], int | None]
 MAX_RETRY_DELAY_SECONDS = 30.0
 
 
@@ -43,14 +47,11 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         logger.info("partitions revoked: %s", _describe(revoked))
-        self._owner._assigned -= set(revoked)
-        self._owner.metrics.assigned_partitions.set(len(self._owner._assigned))
+        await self._owner._release(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("partitions assigned: %s", _describe(assigned))
-        self._owner._assigned = set(assigned)
-        self._owner._has_assignment = True
-        self._owner.metrics.assigned_partitions.set(len(assigned))
+        await self._owner._acquire(set(assigned))
 
 
 def _model_files_stamp(metadata: ModelMetadata) -> tuple[float, ...]:
@@ -99,6 +100,19 @@ class AnomalyConsumer:
         self.scorer: StreamScorer = scorer_for(model, **overrides)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._exactly_once = (
+            settings.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE
+        )
+        # One transactional producer per owned input partition (exactly once), so
+        # that a new owner of a partition fences the producer of the old one.
+        self._transactional: dict[int, AIOKafkaProducer] = {}
+        self.changelog: StateChangelog | None = None
+        if settings.state_changelog:
+            self.changelog = StateChangelog(
+                settings.changelog_topic_name,
+                settings.input_topic,
+                settings.kafka_options(),
+            )
         self._server: MetricsServer | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
         self._assigned: set[TopicPartition] = set()
@@ -143,18 +157,24 @@ class AnomalyConsumer:
                 acks="all", enable_idempotence=True, linger_ms=5, **s.kafka_options()
             ),
         )
+        if self.changelog is not None:
+            await self.changelog.ensure_topic()
         self._consumer = await self._start_with_retry(
             "consumer",
             lambda: AIOKafkaConsumer(
                 group_id=s.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                isolation_level=(
+                    "read_committed" if self._exactly_once else "read_uncommitted"
+                ),
                 **s.kafka_options(),
             ),
         )
         self._consumer.subscribe([s.input_topic], listener=_Rebalance(self))
         logger.info(
-            "consumer started: group %s, input %s, output %s, dead letters %s, model %s, threshold %.3f",
+            "consumer started: %s, group %s, input %s, output %s, dead letters %s, model %s, threshold %.3f",
+            s.processing_guarantee.value,
             s.group_id,
             s.input_topic,
             s.output_topic,
@@ -207,6 +227,55 @@ class AnomalyConsumer:
             await self._maybe_reload_model()
         logger.info("stop requested: the batch in hand was committed")
 
+    async def _acquire(self, assigned: set[TopicPartition]) -> None:
+        """Restore the state of newly assigned partitions and open their producers."""
+        assert self._consumer is not None
+        new = sorted(assigned - self._assigned)
+        self._assigned = set(assigned)
+        self.metrics.assigned_partitions.set(len(assigned))
+        if self.changelog is not None and new:
+            committed = {tp.partition: await self._consumer.committed(tp) for tp in new}
+            reports = await self.changelog.restore(
+                [tp.partition for tp in new], self.scorer, committed
+            )
+            for report in reports:
+                self.metrics.state_restored_series.inc(report.series)
+                self.metrics.state_restore_seconds.observe(report.seconds)
+            self.metrics.active_series.set(self.scorer.active_series)
+        if self._exactly_once:
+            for tp in new:
+                prefix = self.settings.transactional_id_prefix or self.settings.group_id
+                transactional_id = f"{prefix}-{tp.topic}-{tp.partition}"
+                producer = AIOKafkaProducer(
+                    transactional_id=transactional_id,
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=5,
+                    **self.settings.kafka_options(),
+                )
+                # Starting a producer with this id fences any older one with it.
+                await producer.start()
+                self._transactional[tp.partition] = producer
+                logger.info("transactional producer %s started", transactional_id)
+
+    async def _release(self, revoked: set[TopicPartition]) -> None:
+        """Drop the state and producers of revoked partitions."""
+        self._assigned -= revoked
+        self.metrics.assigned_partitions.set(len(self._assigned))
+        for tp in sorted(revoked):
+            if self.changelog is not None:
+                dropped = self.changelog.drop_partition(tp.partition, self.scorer)
+                logger.info(
+                    "dropped the state of %d series of %s[%d]",
+                    dropped,
+                    tp.topic,
+                    tp.partition,
+                )
+            producer = self._transactional.pop(tp.partition, None)
+            if producer is not None:
+                await producer.stop()
+        self.metrics.active_series.set(self.scorer.active_series)
+
     async def process_batch(
         self, batch: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
@@ -241,14 +310,122 @@ class AnomalyConsumer:
             )
 
         outgoing = self._outgoing(result, sources, dead)
-        await self._publish(outgoing)
-
+        if self.changelog is not None:
+            rejected = {r.input_index for r in result.rejected}
+            self._add_state_updates(outgoing, points, sources, rejected)
         offsets = {
             tp: partition_records[-1].offset + 1
             for tp, partition_records in batch.items()
         }
-        await self._consumer.commit(offsets)
+        if self._exactly_once:
+            await asyncio.gather(
+                *(
+                    self._commit_transaction(tp, outgoing.get(tp, []), offsets[tp])
+                    for tp in offsets
+                )
+            )
+        else:
+            await self._publish([m for messages in outgoing.values() for m in messages])
+            await self._consumer.commit(offsets)
         self._update_lag(offsets)
+
+    def _add_state_updates(
+        self,
+        outgoing: dict[TopicPartition, list[Message]],
+        points: list[Point],
+        sources: list[ConsumerRecord],
+        rejected: set[int],
+    ) -> None:
+        """Queue the new state of every series the batch changed, and evictions' tombstones."""
+        assert self.changelog is not None
+        topic = self.changelog.topic
+        latest: dict[str, ConsumerRecord] = {}
+        for index, point in enumerate(points):
+            if index not in rejected:
+                latest[point.series] = sources[index]
+        for series in self.scorer.evicted_series:
+            partition = self.changelog.partition_of.get(series)
+            if partition is not None and series not in latest:
+                tp = TopicPartition(self.settings.input_topic, partition)
+                outgoing.setdefault(tp, []).append(
+                    (topic, series.encode(), None, [], partition)
+                )
+            self.changelog.forget(series)
+        self.scorer.evicted_series.clear()
+        table = self.scorer.table
+        for series, record in latest.items():
+            if series not in table.slot_of:
+                continue
+            self.changelog.assign(series, record.partition)
+            headers = [(OFFSET_HEADER, str(record.offset).encode())]
+            state = table.export_state(series)
+            tp = TopicPartition(record.topic, record.partition)
+            outgoing.setdefault(tp, []).append(
+                (topic, series.encode(), state, headers, record.partition)
+            )
+
+    async def _commit_transaction(
+        self, tp: TopicPartition, messages: list[Message], offset: int
+    ) -> None:
+        """Publish one partition's outputs, state and next offset in one transaction."""
+        assert self._consumer is not None
+        producer = self._transactional.get(tp.partition)
+        if producer is None:
+            raise AnomalyBertError(
+                f"no transactional producer for {tp.topic}[{tp.partition}]"
+            )
+        try:
+            async with producer.transaction():
+                futures = [
+                    await producer.send(
+                        topic,
+                        value=value,
+                        key=key,
+                        headers=headers,
+                        partition=partition,
+                    )
+                    for topic, key, value, headers, partition in messages
+                ]
+                await asyncio.gather(*futures)
+                await producer.send_offsets_to_transaction(
+                    {tp: offset}, self.settings.group_id
+                )
+        except ProducerFenced as exc:
+            self.metrics.transactions.labels(outcome="aborted").inc()
+            raise AnomalyBertError(
+                f"the transactional producer of {tp.topic}[{tp.partition}] was fenced: "
+                "another consumer instance owns this partition now; exiting so that "
+                "this instance rejoins the group"
+            ) from exc
+        except KafkaError as exc:
+            self.metrics.transactions.labels(outcome="aborted").inc()
+            logger.error(
+                "transaction for %s[%d] up to offset %d aborted (%s); restoring its state "
+                "and reprocessing from the committed offset",
+                tp.topic,
+                tp.partition,
+                offset,
+                exc,
+            )
+            await self._rewind(tp)
+            return
+        self.metrics.transactions.labels(outcome="committed").inc()
+        self.metrics.anomalies_published.inc(
+            sum(1 for m in messages if m[0] == self.settings.output_topic)
+        )
+
+    async def _rewind(self, tp: TopicPartition) -> None:
+        """Reset a partition to its last committed transaction: state and position."""
+        assert self._consumer is not None and self.changelog is not None
+        self.changelog.drop_partition(tp.partition, self.scorer)
+        committed = await self._consumer.committed(tp)
+        await self.changelog.restore(
+            [tp.partition], self.scorer, {tp.partition: committed}
+        )
+        if committed is None:
+            await self._consumer.seek_to_committed(tp)
+        else:
+            self._consumer.seek(tp, committed)
 
     async def _score(self, points: list[Point]) -> BatchResult:
         if not points:
@@ -270,15 +447,19 @@ class AnomalyConsumer:
         result: BatchResult,
         sources: Sequence[ConsumerRecord],
         dead: list[tuple[ConsumerRecord, str, str]],
-    ) -> list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+    ) -> dict[TopicPartition, list[Message]]:
+        """Build the anomaly and dead-letter records, grouped by source partition."""
         s = self.settings
         threshold = self.scorer.settings.threshold
         version = self.model.metadata.model_version
-        outgoing = []
+        outgoing: dict[TopicPartition, list[Message]] = {}
         for scored in result.scored:
             if scored.publish:
+                source = sources[scored.input_index]
                 value = json.dumps(scored.to_record(threshold, version)).encode()
-                outgoing.append((s.output_topic, scored.series.encode(), value, []))
+                outgoing.setdefault(
+                    TopicPartition(source.topic, source.partition), []
+                ).append((s.output_topic, scored.series.encode(), value, [], None))
         for record, reason, message in dead:
             self.metrics.points_invalid.labels(reason=reason).inc()
             headers = [
@@ -288,7 +469,9 @@ class AnomalyConsumer:
                 ("anomalybert.source.partition", str(record.partition).encode()),
                 ("anomalybert.source.offset", str(record.offset).encode()),
             ]
-            outgoing.append((s.dlq_topic, record.key, record.value, headers))
+            outgoing.setdefault(
+                TopicPartition(record.topic, record.partition), []
+            ).append((s.dlq_topic, record.key, record.value, headers, None))
         if dead:
             logger.warning(
                 "sent %d invalid records to %s, first: partition %d offset %d: %s",
@@ -300,20 +483,21 @@ class AnomalyConsumer:
             )
         return outgoing
 
-    async def _publish(
-        self,
-        outgoing: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]],
-    ) -> None:
+    async def _publish(self, outgoing: list[Message]) -> None:
         """Produce every record and wait for all acknowledgements, retrying failures."""
         assert self._producer is not None
         pending = list(outgoing)
         delay = 0.5
         while pending:
             futures = []
-            for topic, key, value, headers in pending:
+            for topic, key, value, headers, partition in pending:
                 futures.append(
                     await self._producer.send(
-                        topic, value=value, key=key, headers=headers
+                        topic,
+                        value=value,
+                        key=key,
+                        headers=headers,
+                        partition=partition,
                     )
                 )
             outcomes = await asyncio.gather(*futures, return_exceptions=True)
@@ -351,6 +535,8 @@ class AnomalyConsumer:
         assert self._consumer is not None
         for tp, position in offsets.items():
             highwater = self._consumer.highwater(tp)
+            if highwater is None and self._exactly_once:
+                highwater = self._consumer.last_stable_offset(tp)
             if highwater is not None:
                 self.metrics.consumer_lag.labels(
                     topic=tp.topic, partition=str(tp.partition)
@@ -410,7 +596,10 @@ class AnomalyConsumer:
         self.metrics.active_series.set(self.scorer.active_series)
 
     async def stop(self) -> None:
-        """Close the consumer, the producer and the metrics server."""
+        """Close the consumer, the producers and the metrics server."""
+        for producer in self._transactional.values():
+            await producer.stop()
+        self._transactional.clear()
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

@@ -72,4 +72,21 @@ class ConsumerMetrics:
         self.assigned_partitions = Gauge(
             "anomalybert_assigned_partitions", "Input partitions assigned.", registry=r
         )
+        self.state_restored_series = Counter(
+            "anomalybert_state_restored_series_total",
+            "Series whose state was restored from the changelog.",
+            registry=r,
+        )
+        self.state_restore_seconds = Histogram(
+            "anomalybert_state_restore_seconds",
+            "Time to restore the state of one assigned partition.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0),
+            registry=r,
+        )
+        self.transactions = Counter(
+            "anomalybert_transactions_total",
+            "Kafka transactions by outcome (committed, aborted).",
+            ["outcome"],
+            registry=r,
+        )
         self.model_info = Info("anomalybert_model", "The model in use.", registry=r)

@@ -14,6 +14,7 @@ from stream.model import default_model_path
 
 class ProcessingGuarantee(StrEnum):
     AT_LEAST_ONCE = "at_least_once"
+    EXACTLY_ONCE = "exactly_once"
 
 
 class Settings(BaseSettings):
@@ -38,7 +39,19 @@ class Settings(BaseSettings):
     client_id: str = Field("anomalybert-stream", description="Kafka client id")
     processing_guarantee: ProcessingGuarantee = Field(
         ProcessingGuarantee.AT_LEAST_ONCE,
-        description="at_least_once: offsets are committed after the outputs are acknowledged",
+        description="at_least_once: offsets are committed after the outputs are acknowledged; exactly_once: outputs, state and offsets of a batch commit in one Kafka transaction per input partition",
+    )
+    state_changelog: bool = Field(
+        True,
+        description="write each series' state to a compacted changelog topic and restore it when partitions are assigned",
+    )
+    changelog_topic: str | None = Field(
+        None,
+        description="state changelog topic (default: <GROUP_ID>-<INPUT_TOPIC>-changelog)",
+    )
+    transactional_id_prefix: str | None = Field(
+        None,
+        description="prefix of the transactional ids, one per input partition, with exactly_once (default: GROUP_ID)",
     )
     model_path: Path = Field(
         default_factory=default_model_path,
@@ -125,8 +138,20 @@ class Settings(BaseSettings):
         "INFO", description="log level"
     )
 
+    @property
+    def changelog_topic_name(self) -> str:
+        return self.changelog_topic or f"{self.group_id}-{self.input_topic}-changelog"
+
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
+        if (
+            self.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE
+            and not self.state_changelog
+        ):
+            raise ValueError(
+                "ANOMALYBERT_PROCESSING_GUARANTEE=exactly_once needs "
+                "ANOMALYBERT_STATE_CHANGELOG=true"
+            )
         if self.security_protocol.startswith("SASL") and (
             not self.sasl_username or self.sasl_password is None
         ):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -31,14 +32,22 @@ from stream.calibration import CalibrationSpec, calibrate, calibrate_sequence
 from stream.model import WindowModel
 from stream.normalise import normalise_windows
 from stream.points import (
+    MAX_ABS_VALUE,
     REASON_DUPLICATE_TIMESTAMP,
     REASON_NON_FINITE_VALUE,
     REASON_OUT_OF_ORDER,
+    REASON_VALUE_OUT_OF_RANGE,
     Point,
     format_timestamp,
 )
 
 logger = logging.getLogger(__name__)
+
+# Layout of a series' state in the changelog: a format byte, the point count,
+# scale, calibration mean, variance and short average, the count of points below
+# the threshold and the episode flag, then values, timestamps and score sums.
+STATE_FORMAT_VERSION = 1
+_STATE_HEAD = struct.Struct("<BqddddqB")
 
 # From this many points of one series in a batch on, the points are processed as
 # one sequence, vectorised over time, instead of one round per point.
@@ -186,6 +195,51 @@ class SeriesTable:
         self.series_of[slot] = None
         self._free.append(slot)
 
+    def export_state(self, series: str) -> bytes:
+        """Encode one series' state (everything but its idle clock) as bytes."""
+        slot = self.slot_of[series]
+        head = _STATE_HEAD.pack(
+            STATE_FORMAT_VERSION,
+            int(self.count[slot]),
+            float(self.scale[slot]),
+            float(self.cal_mean[slot]),
+            float(self.cal_var[slot]),
+            float(self.cal_short[slot]),
+            int(self.below[slot]),
+            bool(self.in_episode[slot]),
+        )
+        arrays = np.concatenate([self.values[slot], self.times[slot], self.sums[slot]])
+        return head + arrays.astype("<f8").tobytes()
+
+    def import_state(self, series: str, data: bytes, now: float) -> None:
+        """Set a series' state from :meth:`export_state` bytes, adding it if new."""
+        expected = _STATE_HEAD.size + 3 * self.window_size * 8
+        if len(data) != expected or data[0] != STATE_FORMAT_VERSION:
+            raise ValueError(
+                f"state of series {series!r} has {len(data)} bytes (format "
+                f"{data[:1].hex() or 'none'}); expected {expected} bytes of format "
+                f"{STATE_FORMAT_VERSION}"
+            )
+        version, count, scale, mean, var, short, below, in_episode = _STATE_HEAD.unpack(
+            data[: _STATE_HEAD.size]
+        )
+        arrays = np.frombuffer(data, dtype="<f8", offset=_STATE_HEAD.size)
+        slot = self.slot_of.get(series)
+        if slot is None:
+            slot = self.add(series)
+        w = self.window_size
+        self.values[slot] = arrays[:w]
+        self.times[slot] = arrays[w : 2 * w]
+        self.sums[slot] = arrays[2 * w :]
+        self.count[slot] = count
+        self.scale[slot] = scale
+        self.cal_mean[slot] = mean
+        self.cal_var[slot] = var
+        self.cal_short[slot] = short
+        self.below[slot] = below
+        self.in_episode[slot] = in_episode
+        self.last_seen[slot] = now
+
     def used_slots(self) -> np.ndarray:
         return np.fromiter(
             self.slot_of.values(), dtype=np.int64, count=len(self.slot_of)
@@ -220,6 +274,9 @@ class StreamScorer:
         self.window_size = meta.window_size
         self.table = SeriesTable(meta.window_size, settings.initial_capacity)
         self.evicted_total = 0
+        # Series evicted since the caller last cleared this list (the consumer
+        # writes their tombstones to the state changelog).
+        self.evicted_series: list[str] = []
 
     def replace_model(self, model: WindowModel, threshold: float | None = None) -> None:
         """Score the next batches with ``model``, keeping every series' state.
@@ -332,6 +389,16 @@ class StreamScorer:
                         index,
                         REASON_NON_FINITE_VALUE,
                         f"value {point.value!r} is not finite",
+                    )
+                )
+                continue
+            if abs(point.value) > MAX_ABS_VALUE:
+                result.rejected.append(
+                    Rejection(
+                        index,
+                        REASON_VALUE_OUT_OF_RANGE,
+                        f"value {point.value!r} is beyond +-{MAX_ABS_VALUE:g}; "
+                        "rescale the series",
                     )
                 )
                 continue
@@ -648,6 +715,7 @@ class StreamScorer:
             return 0
         idle = slots[self.table.last_seen[slots] < now - max_idle_seconds]
         for slot in idle:
+            self.evicted_series.append(self.table.series_of[slot])
             self.table.remove(self.table.series_of[slot])
         self.evicted_total += len(idle)
         if len(idle):
@@ -667,6 +735,7 @@ class StreamScorer:
             np.argsort(self.table.last_seen[slots], kind="stable")[:how_many]
         ]
         for slot in oldest:
+            self.evicted_series.append(self.table.series_of[slot])
             self.table.remove(self.table.series_of[slot])
         self.evicted_total += len(oldest)
         logger.warning(

@@ -1,0 +1,235 @@
+"""The state changelog: every series' state in a compacted topic, one record per series.
+
+The changelog has as many partitions as the input topic, and the state of a
+series whose points arrive on input partition p is written to changelog
+partition p, so whoever owns input partition p can restore its series by reading
+one changelog partition. Each record's key is the series id, its value the
+encoded state (a tombstone when the series was evicted) and its header
+``anomalybert.input.offset`` the input offset the state includes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
+
+from stream.errors import AnomalyBertError
+from stream.state import StreamScorer
+
+logger = logging.getLogger(__name__)
+
+OFFSET_HEADER = "anomalybert.input.offset"
+
+
+@dataclass
+class RestoreReport:
+    partition: int
+    series: int
+    records: int
+    seconds: float
+    last_input_offset: int | None
+
+
+class StateChangelog:
+    """Tracks which input partition owns each series; restores and encodes state."""
+
+    def __init__(
+        self, topic: str, input_topic: str, kafka_options: dict[str, object]
+    ) -> None:
+        self.topic = topic
+        self.input_topic = input_topic
+        self._kafka_options = kafka_options
+        self.partition_of: dict[str, int] = {}
+        self._series_of: dict[int, set[str]] = defaultdict(set)
+
+    async def ensure_topic(self) -> None:
+        """Create the compacted changelog with the input topic's partition count if missing."""
+        admin = AIOKafkaAdminClient(**self._kafka_options)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([self.input_topic, self.topic])
+            partitions = {
+                d["topic"]: len(d["partitions"])
+                for d in described
+                if d["error_code"] == 0
+            }
+            replicas = {
+                d["topic"]: len(d["partitions"][0]["replicas"])
+                for d in described
+                if d["error_code"] == 0 and d["partitions"]
+            }
+            wanted = partitions.get(self.input_topic)
+            if wanted is None:
+                raise AnomalyBertError(
+                    f"input topic {self.input_topic!r} does not exist; create it before "
+                    "starting the consumer, because the state changelog copies its "
+                    "partition count"
+                )
+            existing = partitions.get(self.topic)
+            if existing is None:
+                try:
+                    await admin.create_topics(
+                        [
+                            NewTopic(
+                                self.topic,
+                                num_partitions=wanted,
+                                replication_factor=replicas[self.input_topic],
+                                topic_configs={"cleanup.policy": "compact"},
+                            )
+                        ]
+                    )
+                    logger.info(
+                        "created state changelog %s with %d partitions",
+                        self.topic,
+                        wanted,
+                    )
+                except TopicAlreadyExistsError:
+                    pass
+            elif existing < wanted:
+                raise AnomalyBertError(
+                    f"state changelog {self.topic!r} has {existing} partitions but input "
+                    f"topic {self.input_topic!r} has {wanted}; add partitions to the "
+                    "changelog (or delete it to start without state)"
+                )
+        finally:
+            await admin.close()
+
+    def assign(self, series: str, partition: int) -> None:
+        """Record that ``series`` now arrives on input ``partition``."""
+        previous = self.partition_of.get(series)
+        if previous == partition:
+            return
+        if previous is not None:
+            self._series_of[previous].discard(series)
+        self.partition_of[series] = partition
+        self._series_of[partition].add(series)
+
+    def forget(self, series: str) -> None:
+        partition = self.partition_of.pop(series, None)
+        if partition is not None:
+            self._series_of[partition].discard(series)
+
+    def drop_partition(self, partition: int, scorer: StreamScorer) -> int:
+        """Remove the state of every series of a revoked partition; return how many."""
+        names = self._series_of.pop(partition, set())
+        for name in names:
+            self.partition_of.pop(name, None)
+            if name in scorer.table.slot_of:
+                scorer.table.remove(name)
+        return len(names)
+
+    async def restore(
+        self,
+        partitions: list[int],
+        scorer: StreamScorer,
+        committed: dict[int, int | None],
+    ) -> list[RestoreReport]:
+        """Read the changelog partitions to their end and load the latest state of each series."""
+        if not partitions:
+            return []
+        reader = AIOKafkaConsumer(
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            **self._kafka_options,
+        )
+        await reader.start()
+        reports = []
+        try:
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            for tp in tps:
+                started = time.perf_counter()
+                latest: dict[str, tuple[bytes | None, int | None]] = {}
+                records = 0
+                end = ends[tp]
+                while end > 0 and await reader.position(tp) < end:
+                    batch = await reader.getmany(tp, timeout_ms=1000)
+                    for record in batch.get(tp, []):
+                        records += 1
+                        offset = _input_offset(record.headers)
+                        latest[record.key.decode("utf-8")] = (record.value, offset)
+                last_offset = None
+                now = time.monotonic()
+                restored = 0
+                for name, (value, offset) in latest.items():
+                    if offset is not None:
+                        last_offset = (
+                            offset if last_offset is None else max(last_offset, offset)
+                        )
+                    if value is None:
+                        continue
+                    try:
+                        scorer.table.import_state(name, value, now)
+                    except ValueError as exc:
+                        logger.error(
+                            "skipped the changelog state of series %r (partition %d): %s",
+                            name,
+                            tp.partition,
+                            exc,
+                        )
+                        continue
+                    self.assign(name, tp.partition)
+                    restored += 1
+                report = RestoreReport(
+                    tp.partition,
+                    restored,
+                    records,
+                    time.perf_counter() - started,
+                    last_offset,
+                )
+                reports.append(report)
+                _log_restore(report, self.topic, committed.get(tp.partition))
+        finally:
+            await reader.stop()
+        return reports
+
+
+def _input_offset(headers) -> int | None:  # type: ignore[no-untyped-def]
+    for key, value in headers or ():
+        if key == OFFSET_HEADER:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _log_restore(report: RestoreReport, topic: str, committed: int | None) -> None:
+    if report.records == 0:
+        logger.info(
+            "state changelog %s[%d] is empty: no state to restore, series start fresh",
+            topic,
+            report.partition,
+        )
+        return
+    logger.info(
+        "restored %d series from %d changelog records of %s[%d] in %.3f s",
+        report.series,
+        report.records,
+        topic,
+        report.partition,
+        report.seconds,
+    )
+    if committed is not None and (
+        report.last_input_offset is None or report.last_input_offset + 1 < committed
+    ):
+        logger.warning(
+            "state changelog %s[%d] ends at input offset %s but the committed offset is "
+            "%d: either the last records changed no state (all invalid) or changelog "
+            "records were lost to retention or deletion, and some series restart from "
+            "older state",
+            topic,
+            report.partition,
+            report.last_input_offset,
+            committed,
+        )
