@@ -1,0 +1,99 @@
+"""A tiny end-to-end training run into a temporary directory."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from training.config import TrainConfig  # noqa: E402
+from training.export import load_checkpoint, sha256_file  # noqa: E402
+from training.scenarios import SCENARIOS  # noqa: E402
+from training.train import main, train  # noqa: E402
+
+TINY = TrainConfig(
+    seed=3,
+    n_train_series=16,
+    n_validation_series=8,
+    min_length=700,
+    max_length=800,
+    epochs=2,
+    windows_per_epoch=512,
+    batch_size=128,
+    lr_warmup_steps=2,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("model")
+    path = train(TINY, output_dir, progress=False)
+    return output_dir, path
+
+
+def test_smoke_writes_all_files(trained):
+    output_dir, path = trained
+    assert path == output_dir / "model.onnx"
+    assert sorted(p.name for p in output_dir.iterdir()) == [
+        "model.npz",
+        "model.onnx",
+        "model.onnx.json",
+    ]
+
+
+def test_smoke_metadata_content(trained):
+    output_dir, path = trained
+    metadata = json.loads((output_dir / "model.onnx.json").read_text())
+    assert metadata["format_version"] == 1
+    assert metadata["model_sha256"] == sha256_file(path)
+    assert metadata["model_version"].endswith("+" + metadata["model_sha256"][:8])
+    assert metadata["onnx"]["opset"] == 17
+    assert metadata["onnx"]["dynamic_batch"] is True
+    assert metadata["normalisation"]["method"] == "window_median_ew_mad_asinh"
+    assert 0.0 <= metadata["alert"]["threshold"] <= 1.0
+    assert metadata["alert"]["threshold_method"]
+    training = metadata["training"]
+    assert training["seed"] == 3
+    assert training["train_config"]["epochs"] == 2
+    assert training["scenarios"] == list(SCENARIOS)
+    assert len(training["history"]) == 2
+    assert set(training["validation"]["per_scenario"]) == set(SCENARIOS)
+    assert training["duration_seconds"] > 0
+    assert metadata["created_at"].endswith("Z")
+
+
+def test_smoke_model_loads_and_scores(trained):
+    output_dir, path = trained
+    model = load_checkpoint(output_dir / "model.npz")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)
+    scores = session.run(["scores"], {"input": x})[0]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    assert scores.shape == (3, 16)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+
+
+def test_smoke_same_seed_same_weights(trained, tmp_path):
+    output_dir, _ = trained
+    train(TINY, tmp_path, progress=False)
+    with (
+        np.load(output_dir / "model.npz", allow_pickle=False) as first,
+        np.load(tmp_path / "model.npz", allow_pickle=False) as second,
+    ):
+        for name in first.files:
+            np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
+def test_cli_runs_with_overrides(tmp_path):
+    arguments = (
+        "--no-progress --seed 4 --n-train-series 16 --n-validation-series 8 "
+        "--min-length 700 --max-length 700 --epochs 1 --windows-per-epoch 256 "
+        "--batch-size 128"
+    ).split()
+    main(["--output-dir", str(tmp_path), *arguments])
+    metadata = json.loads((tmp_path / "model.onnx.json").read_text())
+    assert metadata["training"]["seed"] == 4
+    assert metadata["training"]["train_config"]["windows_per_epoch"] == 256
