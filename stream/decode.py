@@ -98,6 +98,17 @@ def _series_of(key: bytes | None, document: dict[str, object]) -> str:
                 REASON_INVALID_SERIES,
                 f"'series' field {named!r:.80} must be a non-empty string",
             )
+        if not named.isascii():
+            try:
+                named.encode("utf-8")
+            except UnicodeEncodeError:
+                # A "\ud800" escape decodes to a lone surrogate, which cannot be
+                # encoded back into the key of an anomaly record.
+                raise InvalidPointError(
+                    REASON_INVALID_SERIES,
+                    f"'series' field {named!r:.80} contains a lone UTF-16 surrogate "
+                    "escape; send valid Unicode",
+                ) from None
         series = named
     if len(series) > MAX_SERIES_CHARS:
         raise InvalidPointError(

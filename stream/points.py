@@ -13,12 +13,18 @@ from stream.errors import InvalidPointError
 MIN_EPOCH_SECONDS = -62135596800.0
 MAX_EPOCH_SECONDS = 253402300799.0
 
+# Values beyond this magnitude are rejected: the normalisation subtracts a window's
+# median from its values and sums the differences, which overflows float64 near
+# 1.8e308, and an infinite spread would blind the series for good.
+MAX_ABS_VALUE = 1e300
+
 # Reason codes for rejected points. They label the invalid-points metric and the
 # dead-letter records, so they never change meaning.
 REASON_INVALID_TIMESTAMP = "invalid_timestamp"
 REASON_TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
 REASON_INVALID_VALUE = "invalid_value"
 REASON_NON_FINITE_VALUE = "non_finite_value"
+REASON_VALUE_OUT_OF_RANGE = "value_out_of_range"
 REASON_DUPLICATE_TIMESTAMP = "duplicate_timestamp"
 REASON_OUT_OF_ORDER = "out_of_order"
 
@@ -45,7 +51,13 @@ def parse_timestamp(raw: object) -> float:
             f"invalid timestamp {raw!r}: expected an ISO-8601 string or epoch seconds",
         )
     if isinstance(raw, int | float):
-        return _check_epoch(float(raw), raw)
+        try:
+            seconds = float(raw)
+        except OverflowError:
+            # An integer too large for a float is far outside the range, so
+            # _check_epoch reports it as out of range.
+            seconds = 2 * (MAX_EPOCH_SECONDS if raw > 0 else MIN_EPOCH_SECONDS)
+        return _check_epoch(seconds, raw)
     if isinstance(raw, str):
         text = raw.strip()
         try:
@@ -108,7 +120,19 @@ def parse_value(raw: object) -> float:
             f"invalid value {_shorten(raw)}: NaN and infinities cannot be scored; "
             "drop the point or send a finite number",
         )
+    check_value_range(value, raw)
     return value
+
+
+def check_value_range(value: float, raw: object = None) -> None:
+    """Raise :class:`InvalidPointError` if ``abs(value)`` exceeds MAX_ABS_VALUE."""
+    if abs(value) > MAX_ABS_VALUE:
+        shown = _shorten(value if raw is None else raw)
+        raise InvalidPointError(
+            REASON_VALUE_OUT_OF_RANGE,
+            f"invalid value {shown}: values beyond +-{MAX_ABS_VALUE:g} cannot be "
+            "normalised; rescale the series",
+        )
 
 
 def format_timestamp(seconds: float) -> str:

@@ -14,6 +14,7 @@ from stream.points import (
     REASON_INVALID_VALUE,
     REASON_NON_FINITE_VALUE,
     REASON_TIMESTAMP_OUT_OF_RANGE,
+    REASON_VALUE_OUT_OF_RANGE,
     format_timestamp,
     parse_timestamp,
     parse_value,
@@ -69,6 +70,9 @@ def test_timestamp_valid(raw, expected):
         (MAX_EPOCH_SECONDS + 1, REASON_TIMESTAMP_OUT_OF_RANGE),
         (MIN_EPOCH_SECONDS - 1, REASON_TIMESTAMP_OUT_OF_RANGE),
         ("1e20", REASON_TIMESTAMP_OUT_OF_RANGE),
+        # Too large for a float: float() raises OverflowError.
+        (10**400, REASON_TIMESTAMP_OUT_OF_RANGE),
+        (-(10**400), REASON_TIMESTAMP_OUT_OF_RANGE),
         # An offset moves these dates outside years 1 to 9999 in UTC.
         ("0001-01-01T00:00:00+01:00", REASON_TIMESTAMP_OUT_OF_RANGE),
         ("9999-12-31T23:59:59-01:00", REASON_TIMESTAMP_OUT_OF_RANGE),
@@ -96,7 +100,8 @@ def test_timestamp_message_shortened():
         ("12.5", 12.5),
         (" -4e3 ", -4000.0),
         ("1e-300", 1e-300),
-        (1e308, 1e308),
+        (1e300, 1e300),
+        (-1e300, -1e300),
     ],
 )
 def test_value_valid(raw, expected):
@@ -123,6 +128,8 @@ def test_value_valid(raw, expected):
         ("inf", REASON_NON_FINITE_VALUE),
         ("-Infinity", REASON_NON_FINITE_VALUE),
         ("1e999", REASON_NON_FINITE_VALUE),
+        (1e308, REASON_VALUE_OUT_OF_RANGE),
+        ("-1.1e300", REASON_VALUE_OUT_OF_RANGE),
     ],
 )
 def test_value_rejected(raw, reason):
