@@ -10,6 +10,7 @@ encoded state (a tombstone when the series was evicted) and its header
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -54,7 +55,17 @@ class StateChangelog:
         admin = AIOKafkaAdminClient(**self._kafka_options)
         await admin.start()
         try:
-            described = await admin.describe_topics([self.input_topic, self.topic])
+            # Describing a topic that does not exist can create it with default
+            # settings (auto.create.topics.enable), so only existing ones are.
+            existing_topics = set(await admin.list_topics())
+            if self.input_topic not in existing_topics:
+                raise AnomalyBertError(
+                    f"input topic {self.input_topic!r} does not exist; create it before "
+                    "starting the consumer, because the state changelog copies its "
+                    "partition count"
+                )
+            names = [t for t in (self.input_topic, self.topic) if t in existing_topics]
+            described = await admin.describe_topics(names)
             partitions = {
                 d["topic"]: len(d["partitions"])
                 for d in described
@@ -92,6 +103,7 @@ class StateChangelog:
                     )
                 except TopicAlreadyExistsError:
                     pass
+                await _wait_for_leaders(admin, self.topic, wanted)
             elif existing < wanted:
                 raise AnomalyBertError(
                     f"state changelog {self.topic!r} has {existing} partitions but input "
@@ -192,6 +204,24 @@ class StateChangelog:
         finally:
             await reader.stop()
         return reports
+
+
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, topic: str, partitions: int, timeout_seconds: float = 30
+) -> None:
+    """Wait until every partition of a new topic has a leader, so it can be read."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        (description,) = await admin.describe_topics([topic])
+        leaders = [p for p in description["partitions"] if p["leader"] >= 0]
+        if description["error_code"] == 0 and len(leaders) == partitions:
+            return
+        if time.monotonic() > deadline:
+            raise AnomalyBertError(
+                f"state changelog {topic!r} has no leader for some partitions after "
+                f"{timeout_seconds:.0f} s; check the brokers"
+            )
+        await asyncio.sleep(0.1)
 
 
 def _input_offset(headers) -> int | None:  # type: ignore[no-untyped-def]

@@ -118,6 +118,9 @@ class AnomalyConsumer:
         self._assigned: set[TopicPartition] = set()
         self._has_assignment = False
         self._stopping = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self._acquired = asyncio.Event()
+        self._acquired.set()
         self._last_eviction = time.monotonic()
         self._reload_requested = False
         self._last_model_check = time.monotonic()
@@ -221,6 +224,15 @@ class AnomalyConsumer:
             batch = await self._consumer.getmany(
                 timeout_ms=s.poll_timeout_ms, max_records=s.max_batch_points
             )
+            if self._fatal is not None:
+                raise AnomalyBertError(
+                    f"stopping: partition assignment failed ({self._fatal})"
+                ) from self._fatal
+            # aiokafka can hand out records while the assignment listener is
+            # still restoring state, so a batch waits for the restore to finish
+            # and keeps only partitions that are still assigned.
+            await self._acquired.wait()
+            batch = {tp: r for tp, r in batch.items() if tp in self._assigned}
             if batch:
                 await self.process_batch(batch)
             self._maybe_evict()
@@ -228,7 +240,22 @@ class AnomalyConsumer:
         logger.info("stop requested: the batch in hand was committed")
 
     async def _acquire(self, assigned: set[TopicPartition]) -> None:
-        """Restore the state of newly assigned partitions and open their producers."""
+        """Restore the state of newly assigned partitions and open their producers.
+
+        aiokafka logs and ignores exceptions of rebalance listeners, so a failure
+        is kept and raised by :meth:`run`: processing without restored state
+        would publish wrong scores.
+        """
+        self._acquired.clear()
+        try:
+            await self._acquire_partitions(assigned)
+        except Exception as exc:  # noqa: BLE001 - re-raised by run()
+            logger.error("restoring assigned partitions failed: %s", exc)
+            self._fatal = exc
+        finally:
+            self._acquired.set()
+
+    async def _acquire_partitions(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None
         new = sorted(assigned - self._assigned)
         self._assigned = set(assigned)

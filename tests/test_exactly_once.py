@@ -1,0 +1,291 @@
+"""Exactly-once processing and state recovery, against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from model_factory import write_model
+from test_consumer_kafka import free_port, produce, scrape
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parent.parent
+PARTITIONS = 3
+
+
+def workload(
+    n_series: int, points_per_series: int, seed: int = 11
+) -> list[tuple[bytes, bytes]]:
+    """Interleaved points of many series, with spikes and level shifts."""
+    rng = np.random.default_rng(seed)
+    per_series = []
+    for index in range(n_series):
+        values = np.cumsum(rng.normal(0, 0.2, points_per_series)) + 5 * np.sin(
+            np.arange(points_per_series) / (5 + index % 7)
+        )
+        for position in rng.integers(50, points_per_series, 3):
+            values[position] += rng.choice([-1, 1]) * rng.uniform(5, 15)
+        per_series.append(values)
+    messages = []
+    for step in range(points_per_series):
+        for index in range(n_series):
+            payload = {
+                "timestamp": 1_600_000_000 + 60 * step,
+                "value": float(per_series[index][step]),
+            }
+            messages.append((f"series-{index}".encode(), json.dumps(payload).encode()))
+    return messages
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    return write_model(
+        tmp_path / "model",
+        position_scores=np.linspace(0.1, 0.3, 16),
+        input_gain=0.05,
+        threshold=0.04,
+        lag_points=3,
+        calibration={
+            "method": "likelihood",
+            "warmup_points": 30,
+            "horizon_points": 200,
+        },
+    )
+
+
+def consumer_env(
+    bootstrap: str, topics: dict[str, str], group: str, model: Path, port: int
+) -> dict[str, str]:
+    return dict(
+        os.environ,
+        ANOMALYBERT_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        ANOMALYBERT_INPUT_TOPIC=topics["input"],
+        ANOMALYBERT_OUTPUT_TOPIC=topics["output"],
+        ANOMALYBERT_DLQ_TOPIC=topics["dlq"],
+        ANOMALYBERT_GROUP_ID=group,
+        ANOMALYBERT_MODEL_PATH=str(model),
+        ANOMALYBERT_METRICS_PORT=str(port),
+        ANOMALYBERT_PROCESSING_GUARANTEE="exactly_once",
+        ANOMALYBERT_MAX_BATCH_POINTS="500",
+        ANOMALYBERT_EPISODE_GAP_POINTS="5",
+        PYTHONPATH=str(REPO),
+    )
+
+
+def start_consumer(env: dict[str, str], log: Path) -> subprocess.Popen:
+    handle = log.open("a")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream.consumer"],
+        cwd=REPO,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        total = 0
+        for partition in range(PARTITIONS):
+            total += await consumer.committed(TopicPartition(topic, partition)) or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+async def wait_committed(
+    bootstrap: str, group: str, topic: str, expected: int, timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while await committed_total(bootstrap, group, topic) < expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"group {group} did not commit {expected} offsets in {timeout_s} s"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def read_committed_output(bootstrap: str, topic: str) -> dict[str, list[tuple]]:
+    """Anomalies per series, in order, as a read_committed consumer sees them."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    by_series: dict[str, list[tuple]] = {}
+    try:
+        idle = 0
+        while idle < 3:
+            batch = await consumer.getmany(timeout_ms=500)
+            idle = 0 if batch else idle + 1
+            for records in batch.values():
+                for record in records:
+                    value = json.loads(record.value)
+                    by_series.setdefault(value["series"], []).append(
+                        (
+                            value["timestamp"],
+                            value["value"],
+                            value["score"],
+                            value["window_score"],
+                        )
+                    )
+    finally:
+        await consumer.stop()
+    return by_series
+
+
+async def make_topics(factory) -> dict[str, str]:
+    return {
+        "input": await factory(partitions=PARTITIONS, prefix="points"),
+        "output": await factory(partitions=PARTITIONS, prefix="anomalies"),
+        "dlq": await factory(prefix="dlq"),
+    }
+
+
+async def run_to_end(
+    env: dict[str, str], bootstrap: str, topics, expected: int, log: Path
+) -> None:
+    process = start_consumer(env, log)
+    try:
+        await wait_committed(
+            bootstrap, env["ANOMALYBERT_GROUP_ID"], topics["input"], expected, 240
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+async def test_kill_nine_gives_same_output(
+    kafka_bootstrap, kafka_topic_factory, model_path, tmp_path
+):
+    messages = workload(n_series=60, points_per_series=250)
+    reference_topics = await make_topics(kafka_topic_factory)
+    crash_topics = await make_topics(kafka_topic_factory)
+    await produce(kafka_bootstrap, reference_topics["input"], messages)
+    await produce(kafka_bootstrap, crash_topics["input"], messages)
+
+    reference_env = consumer_env(
+        kafka_bootstrap,
+        reference_topics,
+        "reference-" + reference_topics["input"],
+        model_path,
+        free_port(),
+    )
+    await run_to_end(
+        reference_env,
+        kafka_bootstrap,
+        reference_topics,
+        len(messages),
+        tmp_path / "reference.log",
+    )
+
+    crash_env = consumer_env(
+        kafka_bootstrap,
+        crash_topics,
+        "crash-" + crash_topics["input"],
+        model_path,
+        free_port(),
+    )
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(3):
+        process = start_consumer(crash_env, tmp_path / "crash.log")
+        deadline = time.monotonic() + 60
+        while scrape_ready(crash_env) != 200 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(rng.uniform(0.5, 3.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+            kills += 1
+    await run_to_end(
+        crash_env, kafka_bootstrap, crash_topics, len(messages), tmp_path / "crash.log"
+    )
+
+    reference = await read_committed_output(kafka_bootstrap, reference_topics["output"])
+    crashed = await read_committed_output(kafka_bootstrap, crash_topics["output"])
+    log_text = (tmp_path / "crash.log").read_text()
+    assert kills == 3
+    assert "restored" in log_text
+    assert sum(len(v) for v in reference.values()) > 20
+    assert sorted(crashed) == sorted(reference)
+    for series in reference:
+        assert crashed[series] == reference[series], series
+
+
+def scrape_ready(env: dict[str, str]) -> int:
+    try:
+        return scrape(int(env["ANOMALYBERT_METRICS_PORT"]), "/readyz")[0]
+    except OSError:
+        return 0
+
+
+async def test_second_consumer_joins_and_leaves(
+    kafka_bootstrap, kafka_topic_factory, model_path, tmp_path
+):
+    messages = workload(n_series=45, points_per_series=200, seed=3)
+    reference_topics = await make_topics(kafka_topic_factory)
+    shared_topics = await make_topics(kafka_topic_factory)
+    await produce(kafka_bootstrap, reference_topics["input"], messages)
+    await produce(kafka_bootstrap, shared_topics["input"], messages)
+
+    reference_env = consumer_env(
+        kafka_bootstrap,
+        reference_topics,
+        "ref-" + reference_topics["input"],
+        model_path,
+        free_port(),
+    )
+    await run_to_end(
+        reference_env,
+        kafka_bootstrap,
+        reference_topics,
+        len(messages),
+        tmp_path / "reference.log",
+    )
+
+    group = "pair-" + shared_topics["input"]
+    first_env = consumer_env(
+        kafka_bootstrap, shared_topics, group, model_path, free_port()
+    )
+    second_env = consumer_env(
+        kafka_bootstrap, shared_topics, group, model_path, free_port()
+    )
+    first = start_consumer(first_env, tmp_path / "first.log")
+    try:
+        await asyncio.sleep(3)
+        second = start_consumer(second_env, tmp_path / "second.log")
+        await asyncio.sleep(4)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0
+        await wait_committed(
+            kafka_bootstrap, group, shared_topics["input"], len(messages), 240
+        )
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+
+    reference = await read_committed_output(kafka_bootstrap, reference_topics["output"])
+    shared = await read_committed_output(kafka_bootstrap, shared_topics["output"])
+    assert "partitions assigned" in (tmp_path / "second.log").read_text()
+    assert sorted(shared) == sorted(reference)
+    for series in reference:
+        assert shared[series] == reference[series], series
