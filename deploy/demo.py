@@ -44,11 +44,22 @@ def broker(command: str, port: int) -> subprocess.CompletedProcess[str]:
 
 def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}{path}", timeout=2
+        ) as response:
             return response.status, response.read().decode()
     except OSError as exc:
         status = getattr(exc, "code", 0)
         return int(status or 0), ""
+
+
+def metric_total(text: str, name: str) -> float:
+    """Sum a metric over all its label sets."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{")
+    )
 
 
 def metric_value(text: str, name: str) -> float:
@@ -62,14 +73,21 @@ async def create_topics(bootstrap: str, names: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, num_partitions=1, replication_factor=1) for n in names])
+        await admin.create_topics(
+            [NewTopic(n, num_partitions=1, replication_factor=1) for n in names]
+        )
     finally:
         await admin.close()
 
 
-async def read_anomalies(bootstrap: str, topic: str, timeout_seconds: float) -> list[dict]:
+async def read_anomalies(
+    bootstrap: str, topic: str, timeout_seconds: float
+) -> list[dict]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     found: list[dict] = []
@@ -88,9 +106,21 @@ async def read_anomalies(bootstrap: str, topic: str, timeout_seconds: float) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", type=Path, default=DEFAULT_FILE, help="timestamp,value CSV to replay")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_KAFKA_PORT", "9092")), help="broker port (default 9092)")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the consumer to score every point")
+    parser.add_argument(
+        "--input", type=Path, default=DEFAULT_FILE, help="timestamp,value CSV to replay"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("LOCAL_KAFKA_PORT", "9092")),
+        help="broker port (default 9092)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        help="seconds to wait for the consumer to score every point",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
@@ -107,11 +137,15 @@ def main() -> int:
             print(result.stdout + result.stderr, file=sys.stderr)
             return 1
     run_id = uuid.uuid4().hex[:8]
-    points_topic, anomalies_topic, dlq_topic = (f"demo-{run_id}-{n}" for n in ("points", "anomalies", "dlq"))
+    points_topic, anomalies_topic, dlq_topic = (
+        f"demo-{run_id}-{n}" for n in ("points", "anomalies", "dlq")
+    )
     metrics_port = free_port()
     consumer_process = None
     try:
-        asyncio.run(create_topics(bootstrap, [points_topic, anomalies_topic, dlq_topic]))
+        asyncio.run(
+            create_topics(bootstrap, [points_topic, anomalies_topic, dlq_topic])
+        )
         env = dict(
             os.environ,
             ANOMALYBERT_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
@@ -121,8 +155,20 @@ def main() -> int:
             ANOMALYBERT_GROUP_ID=f"demo-{run_id}",
             ANOMALYBERT_METRICS_PORT=str(metrics_port),
         )
-        print(f"starting the consumer (metrics on 127.0.0.1:{metrics_port}) ...", flush=True)
-        consumer_process = subprocess.Popen([sys.executable, "-m", "stream.consumer"], cwd=REPO, env=env)
+        log_path = REPO / ".cache" / "demo-consumer.log"
+        log_path.parent.mkdir(exist_ok=True)
+        log_file = log_path.open("w")
+        print(
+            f"starting the consumer (metrics on 127.0.0.1:{metrics_port}, log in {log_path.relative_to(REPO)}) ...",
+            flush=True,
+        )
+        consumer_process = subprocess.Popen(
+            [sys.executable, "-m", "stream.consumer"],
+            cwd=REPO,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while scrape(metrics_port, "/readyz")[0] != 200:
             if consumer_process.poll() is not None or time.monotonic() > deadline:
@@ -134,7 +180,11 @@ def main() -> int:
         asyncio.run(replay_file(args.input, args.input.stem, points_topic, bootstrap))
         deadline = time.monotonic() + args.timeout
         while True:
-            consumed = metric_value(scrape(metrics_port)[1], "anomalybert_points_consumed_total")
+            text = scrape(metrics_port)[1]
+            # A point is done once it was scored or sent to the dead-letter topic.
+            consumed = metric_value(
+                text, "anomalybert_windows_scored_total"
+            ) + metric_total(text, "anomalybert_points_invalid_total")
             if consumed >= rows or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -142,11 +192,21 @@ def main() -> int:
         anomalies = asyncio.run(read_anomalies(bootstrap, anomalies_topic, 10))
         print(f"\n{len(anomalies)} anomalies published to {anomalies_topic}:")
         for record in anomalies:
-            print(f"  {record['timestamp']}  value {record['value']:>10.4g}  score {record['score']:.3f}")
+            print(
+                f"  {record['timestamp']}  value {record['value']:>10.4g}  score {record['score']:.3f}"
+            )
         text = scrape(metrics_port)[1]
         print("\nfrom /metrics:")
         for line in text.splitlines():
-            if line.startswith(("anomalybert_points_consumed_total", "anomalybert_points_scored_total", "anomalybert_anomalies_published_total", "anomalybert_active_series", "anomalybert_inference_seconds_count")):
+            if line.startswith(
+                (
+                    "anomalybert_points_consumed_total",
+                    "anomalybert_points_scored_total",
+                    "anomalybert_anomalies_published_total",
+                    "anomalybert_active_series",
+                    "anomalybert_inference_seconds_count",
+                )
+            ):
                 print("  " + line)
         return 0 if consumed >= rows else 1
     finally:
