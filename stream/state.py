@@ -34,6 +34,7 @@ from stream.normalise import normalise_windows
 from stream.points import (
     MAX_ABS_VALUE,
     REASON_DUPLICATE_TIMESTAMP,
+    REASON_INVALID_TIMESTAMP,
     REASON_NON_FINITE_VALUE,
     REASON_OUT_OF_ORDER,
     REASON_VALUE_OUT_OF_RANGE,
@@ -383,6 +384,15 @@ class StreamScorer:
         seen_in_batch: dict[int, int] = {}
         last_time: dict[int, float] = {}
         for index, point in enumerate(points):
+            if not math.isfinite(point.timestamp):
+                result.rejected.append(
+                    Rejection(
+                        index,
+                        REASON_INVALID_TIMESTAMP,
+                        f"timestamp {point.timestamp!r} is not finite",
+                    )
+                )
+                continue
             if not math.isfinite(point.value):
                 result.rejected.append(
                     Rejection(
