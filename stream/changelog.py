@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 
@@ -48,10 +48,17 @@ class StateChangelog:
         self.input_topic = input_topic
         self._kafka_options = kafka_options
         self.partition_of: dict[str, int] = {}
+        # Changelog partitions known to exist, set by ensure_topic.
+        self.partition_count = 0
         self._series_of: dict[int, set[str]] = defaultdict(set)
 
     async def ensure_topic(self) -> None:
-        """Create the compacted changelog with the input topic's partition count if missing."""
+        """Create the compacted changelog with the input topic's partition count if missing.
+
+        An existing changelog with fewer partitions than the input topic gets
+        partitions added: the new ones are empty, like the input partitions
+        that need them.
+        """
         admin = AIOKafkaAdminClient(**self._kafka_options)
         await admin.start()
         try:
@@ -105,11 +112,17 @@ class StateChangelog:
                     pass
                 await _wait_for_leaders(admin, self.topic, wanted)
             elif existing < wanted:
-                raise AnomalyBertError(
-                    f"state changelog {self.topic!r} has {existing} partitions but input "
-                    f"topic {self.input_topic!r} has {wanted}; add partitions to the "
-                    "changelog (or delete it to start without state)"
+                await admin.create_partitions({self.topic: NewPartitions(wanted)})
+                logger.info(
+                    "added partitions to state changelog %s: %d -> %d, as many as input "
+                    "topic %s",
+                    self.topic,
+                    existing,
+                    wanted,
+                    self.input_topic,
                 )
+                await _wait_for_leaders(admin, self.topic, wanted)
+            self.partition_count = max(existing or 0, wanted)
         finally:
             await admin.close()
 
@@ -146,6 +159,9 @@ class StateChangelog:
         """Read the changelog partitions to their end and load the latest state of each series."""
         if not partitions:
             return []
+        if max(partitions) >= self.partition_count:
+            # Partitions were added to the input topic while running.
+            await self.ensure_topic()
         reader = AIOKafkaConsumer(
             enable_auto_commit=False,
             isolation_level="read_committed",

@@ -17,14 +17,21 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFenced,
+)
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from stream.changelog import OFFSET_HEADER, StateChangelog
+from stream.connection import find_permanent_failure
 from stream.decode import decode_point
 from stream.detect import scorer_for
-from stream.errors import AnomalyBertError, InvalidPointError
+from stream.errors import AnomalyBertError, InvalidPointError, ModelError
 from stream.metrics import ConsumerMetrics
 from stream.model import ModelMetadata, WindowModel, load_model
 from stream.points import Point
@@ -196,6 +203,11 @@ class AnomalyConsumer:
                 return client
             except KafkaConnectionError as exc:
                 await client.stop()
+                permanent = await find_permanent_failure(self.settings)
+                if permanent is not None:
+                    raise AnomalyBertError(
+                        f"Kafka {name} cannot connect: {permanent}"
+                    ) from exc
                 if time.monotonic() + delay > deadline:
                     raise AnomalyBertError(
                         f"Kafka at {self.settings.kafka_bootstrap_servers} was unreachable for "
@@ -262,9 +274,14 @@ class AnomalyConsumer:
         self.metrics.assigned_partitions.set(len(assigned))
         if self.changelog is not None and new:
             committed = {tp.partition: await self._consumer.committed(tp) for tp in new}
+            known_partitions = self.changelog.partition_count
             reports = await self.changelog.restore(
                 [tp.partition for tp in new], self.scorer, committed
             )
+            if self.changelog.partition_count > known_partitions and self._producer:
+                # The restore added changelog partitions for new input partitions,
+                # and the producer sends to them by number: it must see them first.
+                await self._producer.client.force_metadata_update()
             for report in reports:
                 self.metrics.state_restored_series.inc(report.series)
                 self.metrics.state_restore_seconds.observe(report.seconds)
@@ -353,8 +370,25 @@ class AnomalyConsumer:
             )
         else:
             await self._publish([m for messages in outgoing.values() for m in messages])
-            await self._consumer.commit(offsets)
+            await self._commit(offsets)
         self._update_lag(offsets)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit offsets; after a rebalance, leave the records to the new owner."""
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The outputs are published, so the records are consumed again by
+            # whoever owns the partitions now: at least once, never lost.
+            logger.warning(
+                "offsets %s not committed because the group rebalanced (%s); the "
+                "partitions' new owner consumes these records again",
+                ", ".join(
+                    f"{tp.topic}[{tp.partition}]={o}" for tp, o in offsets.items()
+                ),
+                exc,
+            )
 
     def _add_state_updates(
         self,
@@ -518,15 +552,20 @@ class AnomalyConsumer:
         while pending:
             futures = []
             for topic, key, value, headers, partition in pending:
-                futures.append(
-                    await self._producer.send(
+                try:
+                    future = await self._producer.send(
                         topic,
                         value=value,
                         key=key,
                         headers=headers,
                         partition=partition,
                     )
-                )
+                except KafkaError as exc:
+                    # send() raises before queueing the record when the topic's
+                    # metadata is unavailable or not authorised; retry it below.
+                    future = asyncio.get_running_loop().create_future()
+                    future.set_exception(exc)
+                futures.append(future)
             outcomes = await asyncio.gather(*futures, return_exceptions=True)
             failed = [
                 (message, outcome)
@@ -685,6 +724,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         model = load_model(settings.model_path)
+    except ModelError as exc:
+        logger.error("%s (the model path is ANOMALYBERT_MODEL_PATH)", exc)
+        return 1
+    try:
         asyncio.run(serve(settings, model))
     except AnomalyBertError as exc:
         logger.error("%s", exc)

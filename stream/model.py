@@ -89,7 +89,10 @@ def load_metadata(path: str | Path) -> ModelMetadata:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"model metadata {path} is not readable JSON: {exc}") from exc
+        raise ModelError(
+            f"model metadata {path} is not readable JSON ({exc}); restore the file "
+            "or re-export the model"
+        ) from exc
     if not isinstance(raw, dict):
         raise ModelError(f"model metadata {path} must be a JSON object")
 
@@ -218,7 +221,12 @@ def load_model(
             str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises several unrelated types
-        raise ModelError(f"ONNX Runtime could not load {onnx_path}: {exc}") from exc
+        # ONNX Runtime messages can span lines; the log gets one line.
+        reason = " ".join(str(exc).split())
+        raise ModelError(
+            f"ONNX Runtime could not load {onnx_path} ({reason}); the file is not a "
+            "valid model for this ONNX Runtime, so re-export it"
+        ) from exc
     logger.info(
         "loaded model %s (sha256 %s) from %s",
         metadata.model_version,

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         gt=0,
         description="how long to retry an unreachable broker at start before exiting",
     )
+    metadata_max_age_ms: int = Field(
+        300_000,
+        ge=100,
+        description="milliseconds between Kafka metadata refreshes; new input partitions are found at the next refresh",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
         Field("PLAINTEXT", description="Kafka security protocol")
     )
@@ -171,6 +176,7 @@ class Settings(BaseSettings):
             "bootstrap_servers": self.kafka_bootstrap_servers,
             "client_id": self.client_id,
             "security_protocol": self.security_protocol,
+            "metadata_max_age_ms": self.metadata_max_age_ms,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
             from aiokafka.helpers import create_ssl_context
