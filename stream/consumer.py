@@ -243,7 +243,10 @@ class AnomalyConsumer:
             # aiokafka can hand out records while the assignment listener is
             # still restoring state, so a batch waits for the restore to finish
             # and keeps only partitions that are still assigned.
-            await self._acquired.wait()
+            if not self._acquired.is_set():
+                await self._wait_for_restore()
+                if self._stopping.is_set():
+                    break
             batch = {tp: r for tp, r in batch.items() if tp in self._assigned}
             if batch:
                 await self.process_batch(batch)
@@ -371,7 +374,7 @@ class AnomalyConsumer:
         else:
             await self._publish([m for messages in outgoing.values() for m in messages])
             await self._commit(offsets)
-        self._update_lag(offsets)
+        await self._update_lag(offsets)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit offsets; after a rebalance, leave the records to the new owner."""
@@ -597,16 +600,37 @@ class AnomalyConsumer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
 
-    def _update_lag(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _update_lag(self, offsets: dict[TopicPartition, int]) -> None:
+        """Set the lag gauge of each partition of a batch from its high watermark."""
         assert self._consumer is not None
-        for tp, position in offsets.items():
+        highwaters: dict[TopicPartition, int | None] = {}
+        for tp in offsets:
             highwater = self._consumer.highwater(tp)
             if highwater is None and self._exactly_once:
                 highwater = self._consumer.last_stable_offset(tp)
+            highwaters[tp] = highwater
+        unknown = [tp for tp, highwater in highwaters.items() if highwater is None]
+        if unknown:
+            # The fetch that returned these records did not report a high
+            # watermark, so ask the broker once.
+            try:
+                highwaters.update(await self._consumer.end_offsets(unknown))
+            except KafkaError as exc:
+                logger.debug("end offsets for the lag metric failed: %s", exc)
+        for tp, position in offsets.items():
+            highwater = highwaters.get(tp)
             if highwater is not None:
                 self.metrics.consumer_lag.labels(
                     topic=tp.topic, partition=str(tp.partition)
                 ).set(max(0, highwater - position))
+
+    async def _wait_for_restore(self) -> None:
+        """Wait until the assignment listener has restored state, or a stop is requested."""
+        restored = asyncio.ensure_future(self._acquired.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({restored, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (restored, stopping):
+            waiter.cancel()
 
     def request_model_reload(self) -> None:
         """Reload the model files before the next batch (the SIGHUP handler)."""

@@ -129,7 +129,7 @@ def metric(text: str, name: str) -> float:
     return total
 
 
-async def wait_for(predicate, timeout_s: float = 60) -> None:
+async def wait_for(predicate, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
@@ -157,7 +157,7 @@ async def run_consumer(
         await wait_for(lambda: until(consumer))
     finally:
         consumer.request_stop()
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait_for(task, 60)
         await consumer.stop()
     return consumer
 
@@ -287,7 +287,7 @@ async def test_metrics_served_over_http(
         missing_status, _ = await asyncio.to_thread(scrape, port, "/nope")
     finally:
         consumer.request_stop()
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait_for(task, 60)
         await consumer.stop()
     assert status == 200
     assert ready_status == 200
@@ -434,7 +434,7 @@ async def test_model_reload_between_batches(
         _, text = await asyncio.to_thread(scrape, consumer.metrics_port)
     finally:
         consumer.request_stop()
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait_for(task, 60)
         await consumer.stop()
     assert new_version != old_version
     assert f'version="{new_version}"' in text
