@@ -8,6 +8,7 @@ from a batch has been acknowledged by the brokers (at least once).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import signal
@@ -652,7 +653,12 @@ class AnomalyConsumer:
         path = self.settings.model_path
         loop = asyncio.get_running_loop()
         try:
-            model = await loop.run_in_executor(self._executor, load_model, path)
+            model = await loop.run_in_executor(
+                self._executor,
+                functools.partial(
+                    load_model, path, sessions=self.settings.inference_sessions
+                ),
+            )
             threshold = self.settings.threshold
             if threshold is None:
                 threshold = model.metadata.alert.threshold
@@ -747,7 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        model = load_model(settings.model_path)
+        model = load_model(settings.model_path, sessions=settings.inference_sessions)
     except ModelError as exc:
         logger.error("%s (the model path is ANOMALYBERT_MODEL_PATH)", exc)
         return 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -153,7 +155,12 @@ def sha256_file(path: Path) -> str:
 class WindowModel:
     """The ONNX model: scores ``(n, window_size)`` windows in batches.
 
-    Build it with :func:`load_model`; the constructor does no I/O.
+    Build it with :func:`load_model`; the constructor does no I/O. With more than
+    one session, the chunks of a large call are shared out among the sessions and
+    scored in parallel threads (ONNX Runtime releases the GIL while it runs).
+    ONNX Runtime's CPU kernels score each window of a batch on its own, so the
+    scores do not depend on the chunking. tests/test_model_sessions.py checks
+    this for the shipped model.
     """
 
     def __init__(
@@ -161,10 +168,22 @@ class WindowModel:
         metadata: ModelMetadata,
         session: Any,
         max_batch_windows: int = DEFAULT_MAX_BATCH_WINDOWS,
+        *,
+        more_sessions: Sequence[Any] = (),
     ) -> None:
         self.metadata = metadata
         self._session = session
         self._max_batch = max_batch_windows
+        self._more_sessions = list(more_sessions)
+        self._pool: ThreadPoolExecutor | None = None
+        if self._more_sessions:
+            self._pool = ThreadPoolExecutor(
+                max_workers=len(self._more_sessions), thread_name_prefix="onnx"
+            )
+
+    @property
+    def sessions(self) -> int:
+        return 1 + len(self._more_sessions)
 
     def score(self, windows: np.ndarray) -> np.ndarray:
         """Score normalised windows ``(n, window_size)`` float32; returns ``(n, window_size)``."""
@@ -172,18 +191,41 @@ class WindowModel:
         if n == 0:
             return np.empty((0, self.metadata.window_size), dtype=np.float32)
         if n <= self._max_batch:
-            return self._run(windows)
-        parts = [
-            self._run(windows[start : start + self._max_batch])
-            for start in range(0, n, self._max_batch)
-        ]
-        return np.concatenate(parts)
+            return self._run(self._session, windows)
+        starts = range(0, n, self._max_batch)
+        if self._pool is None:
+            parts = [
+                self._run(self._session, windows[start : start + self._max_batch])
+                for start in starts
+            ]
+            return np.concatenate(parts)
+        # With k sessions, session j scores chunks j, j + k, j + 2k and so on.
+        # The calling thread runs session 0.
+        sessions = [self._session, *self._more_sessions]
+        scores = np.empty((n, self.metadata.window_size), dtype=np.float32)
+        chunks = [windows[start : start + self._max_batch] for start in starts]
 
-    def _run(self, windows: np.ndarray) -> np.ndarray:
+        def run_share(j: int) -> None:
+            for i in range(j, len(chunks), len(sessions)):
+                start = i * self._max_batch
+                scores[start : start + len(chunks[i])] = self._run(
+                    sessions[j], chunks[i]
+                )
+
+        futures = [
+            self._pool.submit(run_share, j)
+            for j in range(1, min(len(sessions), len(chunks)))
+        ]
+        run_share(0)
+        for future in futures:
+            future.result()
+        return scores
+
+    def _run(self, session: Any, windows: np.ndarray) -> np.ndarray:
         feeds = {
             self.metadata.input_name: np.ascontiguousarray(windows, dtype=np.float32)
         }
-        return self._session.run([self.metadata.output_name], feeds)[0]
+        return session.run([self.metadata.output_name], feeds)[0]
 
 
 def load_model(
@@ -191,12 +233,16 @@ def load_model(
     *,
     intra_op_threads: int = 1,
     max_batch_windows: int = DEFAULT_MAX_BATCH_WINDOWS,
+    sessions: int = 1,
 ) -> WindowModel:
     """Load a model from its metadata file, checking the SHA-256 of the ONNX file.
 
     One intra-op thread is the default: on small windows two single-threaded
-    sessions outrun one session with two threads.
+    sessions outrun one session with two threads. ``sessions`` sessions of the
+    model score the chunks of a large batch in parallel threads.
     """
+    if sessions < 1:
+        raise ValueError(f"sessions={sessions} must be at least 1")
     import onnxruntime as ort
 
     metadata = load_metadata(path if path is not None else default_model_path())
@@ -217,9 +263,12 @@ def load_model(
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     try:
-        session = ort.InferenceSession(
-            str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        loaded = [
+            ort.InferenceSession(
+                str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            for _ in range(sessions)
+        ]
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises several unrelated types
         # ONNX Runtime messages can span lines; the log gets one line.
         reason = " ".join(str(exc).split())
@@ -233,4 +282,9 @@ def load_model(
         metadata.model_sha256[:12],
         onnx_path,
     )
-    return WindowModel(metadata, session, max_batch_windows=max_batch_windows)
+    return WindowModel(
+        metadata,
+        loaded[0],
+        max_batch_windows=max_batch_windows,
+        more_sessions=loaded[1:],
+    )

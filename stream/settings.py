@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     max_batch_points: int = Field(
         2000, ge=1, description="records fetched and scored together at most"
     )
+    inference_sessions: int = Field(
+        1,
+        ge=1,
+        description="ONNX Runtime sessions that score the chunks of a batch in parallel threads, one core each (2 suits a consumer with two cores to itself)",
+    )
     poll_timeout_ms: int = Field(
         200, ge=1, description="how long one fetch waits for records"
     )
