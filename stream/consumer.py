@@ -36,6 +36,7 @@ from stream.errors import AnomalyBertError, InvalidPointError, ModelError
 from stream.metrics import ConsumerMetrics
 from stream.model import ModelMetadata, WindowModel, load_model
 from stream.points import Point
+from stream.redact import redact_in_handlers, redact_secret
 from stream.server import MetricsServer
 from stream.settings import ProcessingGuarantee, Settings, settings_help
 from stream.state import BatchResult, StreamScorer
@@ -134,6 +135,8 @@ class AnomalyConsumer:
         self._last_model_check = time.monotonic()
         self._model_stamp = _model_files_stamp(model.metadata)
         self._publish_model_info()
+        if settings.sasl_password is not None:
+            redact_secret(settings.sasl_password.get_secret_value())
 
     def _publish_model_info(self) -> None:
         meta = self.model.metadata
@@ -752,6 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    redact_in_handlers()
     try:
         model = load_model(settings.model_path, sessions=settings.inference_sessions)
     except ModelError as exc:
