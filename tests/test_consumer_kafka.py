@@ -279,8 +279,9 @@ async def test_metrics_served_over_http(
     try:
         port = consumer.metrics_port
         assert (await asyncio.to_thread(scrape, port, "/healthz"))[0] == 200
+        # Points are counted as consumed before they are scored.
         await wait_for(
-            lambda: consumer.metrics.points_consumed._value.get() >= len(messages)
+            lambda: consumer.metrics.windows_scored._value.get() >= len(messages)
         )
         status, text = await asyncio.to_thread(scrape, port, "/metrics")
         ready_status, _ = await asyncio.to_thread(scrape, port, "/readyz")
@@ -430,7 +431,7 @@ async def test_model_reload_between_batches(
         await wait_for(lambda: consumer.model.metadata.model_version == new_version)
         await produce(kafka_bootstrap, topics["input"], second)
         total = len(first) + len(second)
-        await wait_for(lambda: consumer.metrics.points_consumed._value.get() >= total)
+        await wait_for(lambda: consumer.metrics.windows_scored._value.get() >= total)
         _, text = await asyncio.to_thread(scrape, consumer.metrics_port)
     finally:
         consumer.request_stop()
