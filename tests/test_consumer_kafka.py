@@ -283,6 +283,8 @@ async def test_metrics_served_over_http(
         await wait_for(
             lambda: consumer.metrics.windows_scored._value.get() >= len(messages)
         )
+        # The lag is set once the batch is committed, after it was scored.
+        await wait_for(lambda: bool(consumer.metrics.consumer_lag._metrics))
         status, text = await asyncio.to_thread(scrape, port, "/metrics")
         ready_status, _ = await asyncio.to_thread(scrape, port, "/readyz")
         missing_status, _ = await asyncio.to_thread(scrape, port, "/nope")
