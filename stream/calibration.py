@@ -13,6 +13,23 @@ under a normal distribution fitted to the long one:
 so 0.5 means "a recent level this high happens once in 100,000 points". During
 the first ``warmup_points`` of a series the alert score is 0 while the
 distribution is learnt.
+
+The "record" method scores how far a point beats the recent record of the
+series. The signal is ``x = raw * |deviation|``, the window score times the
+point's normalised deviation (its model input, ``asinh((v - m) / scale)``).
+Per series it keeps a record ``r`` that decays by ``1 - 1 / horizon_points`` per
+point, and the running minimum and maximum of the raw values:
+
+    alert = x / (x + r)                          0.5 when x equals the record
+    alert = 1  when the value leaves [low - tol * (high - low), high + tol * (high - low)]
+    r = max(x, r * (1 - 1 / horizon_points))     updated after the alert
+
+with ``tol = range_tolerance``. The second rule is the "spatial anomaly" of
+Numenta's detector in NAB v1.1 (``SPATIAL_TOLERANCE = 0.05`` in
+nab/detectors/numenta/numenta_detector.py). A high signal raises the record,
+so a sustained high level alerts at its start and then fades, which keeps the
+count of repeated alerts low. The alert score is 0 during the first
+``warmup_points``.
 """
 
 from __future__ import annotations
@@ -27,27 +44,32 @@ from stream.errors import ModelError
 
 _erfc = np.frompyfunc(math.erfc, 1, 1)
 _SQRT2 = math.sqrt(2.0)
+METHODS = ("none", "likelihood", "record")
+# The record never falls below this, so a series whose signal was always 0 (a
+# flat line) gives finite alert scores.
+_RECORD_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
 class CalibrationSpec:
-    """Settings of the ``likelihood`` calibration (``none`` passes scores through)."""
+    """Settings of the ``likelihood`` and ``record`` calibrations (``none`` passes scores through)."""
 
     method: str = "none"
     horizon_points: int = 2000
     short_points: int = 10
     warmup_points: int = 200
     min_std: float = 0.01
+    range_tolerance: float = 0.05
 
     @classmethod
     def from_metadata(cls, section: dict[str, Any]) -> CalibrationSpec:
         if not section:
             return cls()
         method = section.get("method", "none")
-        if method not in ("none", "likelihood"):
+        if method not in METHODS:
             raise ModelError(
-                f"unknown alert calibration method {method!r}; expected 'none' or "
-                "'likelihood'"
+                f"unknown alert calibration method {method!r}; expected one of "
+                + ", ".join(repr(m) for m in METHODS)
             )
         known = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
         return cls(**known)
@@ -116,3 +138,71 @@ def calibrate_sequence(
     n_scored = n_first + np.arange(len(raw))
     alert = np.where(n_scored > spec.warmup_points, alert, 0.0)
     return alert, mean, var, short
+
+
+def record_alerts(
+    spec: CalibrationSpec,
+    raw: np.ndarray,
+    deviation: np.ndarray,
+    value: np.ndarray,
+    n_scored: np.ndarray,
+    record: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Turn raw scores of several series into ``record`` alert scores.
+
+    ``deviation`` is each point's normalised deviation, ``value`` its raw value and
+    ``n_scored`` counts the raw scores of each series including this one. Returns
+    ``(alert, record, low, high)`` updated with these points.
+    """
+    signal = raw * np.abs(deviation)
+    first = n_scored <= 1
+    low = np.where(first, value, low)
+    high = np.where(first, value, high)
+    record = np.where(first, _RECORD_FLOOR, record)
+
+    alert = signal / (signal + record)
+    margin = spec.range_tolerance * (high - low)
+    outside = (high > low) & ((value > high + margin) | (value < low - margin))
+    alert = np.where(outside, 1.0, alert)
+    alert = np.where(n_scored > spec.warmup_points, alert, 0.0)
+
+    keep = 1.0 - 1.0 / spec.horizon_points
+    record = np.maximum(np.maximum(signal, record * keep), _RECORD_FLOOR)
+    return alert, record, np.minimum(low, value), np.maximum(high, value)
+
+
+def record_alerts_sequence(
+    spec: CalibrationSpec,
+    raw: np.ndarray,
+    deviation: np.ndarray,
+    value: np.ndarray,
+    n_first: int,
+    record: float,
+    low: float,
+    high: float,
+) -> tuple[np.ndarray, float, float, float]:
+    """Compute ``record`` alert scores of consecutive points of one series.
+
+    Gives the same results as calling :func:`record_alerts` once per point.
+    ``n_first`` is the ``n_scored`` of the first point.
+    """
+    signal = raw * np.abs(deviation)
+    alert = np.empty(len(raw))
+    keep = 1.0 - 1.0 / spec.horizon_points
+    for i, (x, v) in enumerate(zip(signal.tolist(), value.tolist(), strict=True)):
+        if n_first + i <= 1:
+            low = high = v
+            record = _RECORD_FLOOR
+        margin = spec.range_tolerance * (high - low)
+        if high > low and (v > high + margin or v < low - margin):
+            alert[i] = 1.0
+        else:
+            alert[i] = x / (x + record)
+        record = max(x, record * keep, _RECORD_FLOOR)
+        low = min(low, v)
+        high = max(high, v)
+    n_scored = n_first + np.arange(len(raw))
+    alert = np.where(n_scored > spec.warmup_points, alert, 0.0)
+    return alert, record, low, high

@@ -16,6 +16,11 @@ mean of the scores of its first d + 1 windows. With d = 0 a point is scored on
 arrival from its own window alone; with d = window_size - 1 its score is the mean
 over every window that contains it. Before a series has ``window_size`` points its
 windows are left-padded with its first value, and padded positions add nothing.
+
+With ``stride = k`` (to keep up when points arrive faster than the model scores
+windows) only the window ending at a series' k-th, 2k-th, ... point is scored. A
+point's score is then the mean over the scored windows among its first d + 1,
+and d is raised to at least k - 1 so that there is always one.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from stream.calibration import CalibrationSpec, calibrate, calibrate_sequence
+from stream.calibration import (
+    CalibrationSpec,
+    calibrate,
+    calibrate_sequence,
+    record_alerts,
+    record_alerts_sequence,
+)
 from stream.model import WindowModel
 from stream.normalise import normalise_windows
 from stream.points import (
@@ -44,11 +55,13 @@ from stream.points import (
 
 logger = logging.getLogger(__name__)
 
-# Layout of a series' state in the changelog: a format byte, the point count,
-# scale, calibration mean, variance and short average, the count of points below
-# the threshold and the episode flag, then values, timestamps and score sums.
-STATE_FORMAT_VERSION = 1
-_STATE_HEAD = struct.Struct("<BqddddqB")
+# Layout of a series' state in the changelog. The head holds a format byte, the
+# point count, the scale, the likelihood calibration's mean, variance and short
+# average, and the record calibration's record, minimum and maximum. It ends with
+# the count of points below the threshold and the episode flag. Values,
+# timestamps and score sums follow.
+STATE_FORMAT_VERSION = 2
+_STATE_HEAD = struct.Struct("<BqdddddddqB")
 
 # From this many points of one series in a batch on, the points are processed as
 # one sequence, vectorised over time, instead of one round per point.
@@ -79,6 +92,10 @@ class ScorerSettings:
     episode_gap_points: int = 16
     max_series: int = 1_000_000
     initial_capacity: int = 1024
+    # Only the windows that end at a series' k-th, 2k-th, ... point are scored by
+    # the model. At least lag_points = k - 1 is used, so that every point is
+    # covered by one scored window when its score is due.
+    stride: int = 1
 
 
 @dataclass(slots=True)
@@ -144,6 +161,9 @@ class SeriesTable:
         self.cal_mean = np.zeros(capacity)
         self.cal_var = np.zeros(capacity)
         self.cal_short = np.zeros(capacity)
+        self.cal_record = np.zeros(capacity)
+        self.cal_low = np.zeros(capacity)
+        self.cal_high = np.zeros(capacity)
         self.below = np.zeros(capacity, dtype=np.int64)
         self.in_episode = np.zeros(capacity, dtype=bool)
         self.series_of.extend([None] * (capacity - len(self.series_of)))
@@ -153,7 +173,7 @@ class SeriesTable:
             name: getattr(self, name)
             for name in (
                 "values times sums count scale last_seen cal_mean cal_var "
-                "cal_short below in_episode"
+                "cal_short cal_record cal_low cal_high below in_episode"
             ).split()
         }
         previous = self.capacity
@@ -186,6 +206,9 @@ class SeriesTable:
             self.cal_mean,
             self.cal_var,
             self.cal_short,
+            self.cal_record,
+            self.cal_low,
+            self.cal_high,
             self.below,
             self.in_episode,
         ):
@@ -206,6 +229,9 @@ class SeriesTable:
             float(self.cal_mean[slot]),
             float(self.cal_var[slot]),
             float(self.cal_short[slot]),
+            float(self.cal_record[slot]),
+            float(self.cal_low[slot]),
+            float(self.cal_high[slot]),
             int(self.below[slot]),
             bool(self.in_episode[slot]),
         )
@@ -221,9 +247,19 @@ class SeriesTable:
                 f"{data[:1].hex() or 'none'}); expected {expected} bytes of format "
                 f"{STATE_FORMAT_VERSION}"
             )
-        version, count, scale, mean, var, short, below, in_episode = _STATE_HEAD.unpack(
-            data[: _STATE_HEAD.size]
-        )
+        (
+            version,
+            count,
+            scale,
+            mean,
+            var,
+            short,
+            record,
+            low,
+            high,
+            below,
+            in_episode,
+        ) = _STATE_HEAD.unpack(data[: _STATE_HEAD.size])
         arrays = np.frombuffer(data, dtype="<f8", offset=_STATE_HEAD.size)
         slot = self.slot_of.get(series)
         if slot is None:
@@ -237,6 +273,9 @@ class SeriesTable:
         self.cal_mean[slot] = mean
         self.cal_var[slot] = var
         self.cal_short[slot] = short
+        self.cal_record[slot] = record
+        self.cal_low[slot] = low
+        self.cal_high[slot] = high
         self.below[slot] = below
         self.in_episode[slot] = in_episode
         self.last_seen[slot] = now
@@ -267,6 +306,20 @@ class StreamScorer:
                 f"lag_points={settings.lag_points} must be between 0 and "
                 f"{meta.window_size - 1}"
             )
+        if not 1 <= settings.stride <= meta.window_size:
+            raise ValueError(
+                f"stride={settings.stride} must be between 1 and {meta.window_size} "
+                "(the window size)"
+            )
+        if settings.lag_points < settings.stride - 1:
+            logger.info(
+                "stride %d scores one window in %d, so lag_points %d is raised to %d",
+                settings.stride,
+                settings.stride,
+                settings.lag_points,
+                settings.stride - 1,
+            )
+            settings = replace(settings, lag_points=settings.stride - 1)
         self.model = model
         self.settings = settings
         self.calibration = calibration or CalibrationSpec.from_metadata(
@@ -323,6 +376,7 @@ class StreamScorer:
         self._counts_after = np.empty(n, dtype=np.int64)
         self._lagged_time = np.empty(n)
         self._lagged_value = np.empty(n)
+        self._lagged_deviation = np.empty(n)
 
         # A series with several points in the batch is processed as one sequence,
         # vectorised over time; the others in rounds, one point of each per round.
@@ -339,8 +393,17 @@ class StreamScorer:
             slot = int(slots_arr[indices[0]])
             self._advance_sequence(slot, values[indices], times[indices], indices)
 
-        window_scores = self.model.score(self._inputs).astype(np.float64)
-        result.windows_scored = n
+        stride = self.settings.stride
+        if stride == 1:
+            window_scores = self.model.score(self._inputs).astype(np.float64)
+            result.windows_scored = n
+        else:
+            # Windows left out add zero to the sums, and the divisor counts only
+            # the scored windows (see _scored_windows).
+            chosen = self._counts_after % stride == 0
+            window_scores = np.zeros((n, self.window_size))
+            window_scores[chosen] = self.model.score(self._inputs[chosen])
+            result.windows_scored = int(chosen.sum())
 
         raw = np.empty(n)
         alert = np.zeros(n)
@@ -485,6 +548,7 @@ class StreamScorer:
         self._counts_after[group] = t.count[s]
         self._lagged_time[group] = t.times[s, lag_position]
         self._lagged_value[group] = t.values[s, lag_position]
+        self._lagged_deviation[group] = self._inputs[group, lag_position]
 
     def _advance_sequence(
         self, slot: int, values: np.ndarray, times: np.ndarray, indices: np.ndarray
@@ -535,6 +599,7 @@ class StreamScorer:
         self._lagged_value[indices] = extended_values[
             1 + lag_position : 1 + lag_position + k
         ]
+        self._lagged_deviation[indices] = inputs[:, lag_position]
 
     def _aggregate_round(
         self,
@@ -554,7 +619,7 @@ class StreamScorer:
         counts = self._counts_after[group]
         real = np.arange(w)[None, :] >= (w - np.minimum(counts, w))[:, None]
         t.sums[s] += np.where(real, window_scores[group], 0.0)
-        raw[group] = t.sums[s, w - 1 - lag] / (lag + 1)
+        raw[group] = t.sums[s, w - 1 - lag] / self._scored_windows(counts, lag)
         keep = valid[group]
         if keep.any():
             self._alert(s[keep], group[keep], *outputs)
@@ -595,26 +660,49 @@ class StreamScorer:
         lagged = old_sums[w - lag : w - lag + k].copy()
         for u in range(min(lag, k - 1) + 1):
             lagged[u:] += scores[: k - u, w - 1 - lag + u]
-        raw[indices] = lagged / (lag + 1)
+        raw[indices] = lagged / self._scored_windows(self._counts_after[indices], lag)
 
         keep = valid[indices]
         if not keep.any():
             return
         kept = indices[keep]
         n_first = int(self._counts_after[kept[0]]) - lag
-        alerts, mean, var, short = calibrate_sequence(
-            self.calibration,
-            raw[kept],
-            n_first,
-            float(t.cal_mean[slot]),
-            float(t.cal_var[slot]),
-            float(t.cal_short[slot]),
-        )
-        t.cal_mean[slot], t.cal_var[slot], t.cal_short[slot] = mean, var, short
+        if self.calibration.method == "record":
+            alerts, record, low, high = record_alerts_sequence(
+                self.calibration,
+                raw[kept],
+                self._lagged_deviation[kept],
+                self._lagged_value[kept],
+                n_first,
+                float(t.cal_record[slot]),
+                float(t.cal_low[slot]),
+                float(t.cal_high[slot]),
+            )
+            t.cal_record[slot], t.cal_low[slot], t.cal_high[slot] = record, low, high
+        else:
+            alerts, mean, var, short = calibrate_sequence(
+                self.calibration,
+                raw[kept],
+                n_first,
+                float(t.cal_mean[slot]),
+                float(t.cal_var[slot]),
+                float(t.cal_short[slot]),
+            )
+            t.cal_mean[slot], t.cal_var[slot], t.cal_short[slot] = mean, var, short
         alert[kept] = alerts
         hits = alerts >= self.settings.threshold
         anomalous[kept] = hits
         publish[kept] = self._advance_episodes_sequence(slot, hits)
+
+    def _scored_windows(self, counts: np.ndarray, lag: int) -> np.ndarray:
+        """Count the scored windows among those ending at points p to p + lag.
+
+        ``counts`` are the series' point counts after point p + lag arrived. The
+        window ending at a series' c-th point is scored when c is a multiple of
+        the stride, so with stride 1 every one of the lag + 1 windows counts.
+        """
+        stride = self.settings.stride
+        return counts // stride - (counts - lag - 1) // stride
 
     def _advance_episodes_sequence(self, slot: int, hits: np.ndarray) -> np.ndarray:
         """Update one slot's episode state over consecutive points; return publish flags."""
@@ -646,21 +734,51 @@ class StreamScorer:
         anomalous: np.ndarray,
         publish: np.ndarray,
     ) -> None:
-        t = self.table
         n_scored = (self._counts_after[group] - self.settings.lag_points).astype(
             np.float64
         )
-        alert[group], t.cal_mean[s], t.cal_var[s], t.cal_short[s] = calibrate(
-            self.calibration,
+        alert[group] = self._calibrate_slots(
+            s,
             raw[group],
+            self._lagged_deviation[group],
+            self._lagged_value[group],
+            n_scored,
+        )
+        hit = alert[group] >= self.settings.threshold
+        anomalous[group] = hit
+        publish[group] = self._advance_episodes(s, hit)
+
+    def _calibrate_slots(
+        self,
+        s: np.ndarray,
+        raw: np.ndarray,
+        deviation: np.ndarray,
+        value: np.ndarray,
+        n_scored: np.ndarray,
+    ) -> np.ndarray:
+        """Calibrate one raw score per slot in ``s``, updating the slots' statistics."""
+        t = self.table
+        if self.calibration.method == "record":
+            alert, t.cal_record[s], t.cal_low[s], t.cal_high[s] = record_alerts(
+                self.calibration,
+                raw,
+                deviation,
+                value,
+                n_scored,
+                t.cal_record[s],
+                t.cal_low[s],
+                t.cal_high[s],
+            )
+            return alert
+        alert, t.cal_mean[s], t.cal_var[s], t.cal_short[s] = calibrate(
+            self.calibration,
+            raw,
             n_scored,
             t.cal_mean[s],
             t.cal_var[s],
             t.cal_short[s],
         )
-        hit = alert[group] >= self.settings.threshold
-        anomalous[group] = hit
-        publish[group] = self._advance_episodes(s, hit)
+        return alert
 
     def _advance_episodes(self, s: np.ndarray, hit: np.ndarray) -> np.ndarray:
         """Update the episode state of slots ``s``; return which hits to publish."""
@@ -677,30 +795,49 @@ class StreamScorer:
         """Score the points still waiting for later windows, as if their series ended.
 
         With ``lag_points = d`` the last d points of a series are scored from the
-        windows they have (fewer than d + 1). Used at the end of a file; a stream
-        never ends, so the consumer does not flush. The series' state is kept.
+        windows they have (fewer than d + 1). With a stride above 1 the newest
+        window is scored here if it was left out. Used at the end of a file; a
+        stream never ends, so the consumer does not flush. The series' state is
+        kept.
         """
         lag = self.settings.lag_points
+        stride = self.settings.stride
         flushed: list[ScoredPoint] = []
         if lag == 0:
             return flushed
         t = self.table
         w = self.window_size
+        norm = self.model.metadata.normalisation
         for series, slot in list(t.slot_of.items()):
             count = int(t.count[slot])
             first_real = w - min(count, w)
+            # The deviations of the waiting points, in the normalisation of the
+            # newest window (the window each lagged point would be scored in).
+            centre = float(np.median(t.values[slot]))
+            scale = max(
+                float(t.scale[slot]), norm.eps_rel * abs(centre), norm.eps_abs
+            )
+            deviations = np.arcsinh((t.values[slot] - centre) / scale).astype(
+                np.float32
+            )
+            sums, newest_scored = t.sums[slot], 0
+            if stride > 1 and count % stride != 0:
+                # The newest window was left out, so a waiting point may have no
+                # scored window yet. Score it now; the stored sums stay unchanged.
+                extra = self.model.score(deviations[None, :])[0].astype(np.float64)
+                sums, newest_scored = sums + extra, 1
             for position in range(max(w - lag, first_real), w):
-                windows = w - position
-                raw = np.array([t.sums[slot, position] / windows])
+                point_count = count - (w - 1 - position)
+                windows = count // stride - (point_count - 1) // stride + newest_scored
+                raw = np.array([sums[position] / windows])
                 s = np.array([slot])
                 n_scored = np.array([float(count - (w - 1 - position))])
-                alert, t.cal_mean[s], t.cal_var[s], t.cal_short[s] = calibrate(
-                    self.calibration,
+                alert = self._calibrate_slots(
+                    s,
                     raw,
+                    deviations[position : position + 1],
+                    t.values[slot, position : position + 1],
                     n_scored,
-                    t.cal_mean[s],
-                    t.cal_var[s],
-                    t.cal_short[s],
                 )
                 hit = alert >= self.settings.threshold
                 publish = self._advance_episodes(s, hit)

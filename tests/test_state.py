@@ -42,20 +42,38 @@ def echo_model(tmp_path_factory):
     return load_model(path)
 
 
-@pytest.fixture(scope="module")
-def calibrated_model(tmp_path_factory):
-    path = write_model(
-        tmp_path_factory.mktemp("calibrated"),
-        np.linspace(-0.2, 0.3, WINDOW),
-        input_gain=0.7,
-        threshold=0.05,
-        lag_points=5,
-        calibration={
+CALIBRATIONS = {
+    "likelihood": (
+        0.05,
+        {
             "method": "likelihood",
             "horizon_points": 50,
             "short_points": 4,
             "warmup_points": 10,
         },
+    ),
+    "record": (
+        0.6,
+        {
+            "method": "record",
+            "horizon_points": 50,
+            "warmup_points": 10,
+            "range_tolerance": 0.05,
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CALIBRATIONS))
+def calibrated_model(request, tmp_path_factory):
+    threshold, calibration = CALIBRATIONS[request.param]
+    path = write_model(
+        tmp_path_factory.mktemp("calibrated"),
+        np.linspace(-0.2, 0.3, WINDOW),
+        input_gain=0.7,
+        threshold=threshold,
+        lag_points=5,
+        calibration=calibration,
     )
     return load_model(path)
 
@@ -458,3 +476,28 @@ def test_reappearing_series_fresh(echo_model, evict):
     assert first.scored == []
     assert [p.window_score for p in later] == [0.0]
     assert [p.timestamp for p in later] == [0.5]
+
+
+def test_state_export_import_resumes(calibrated_model):
+    values = wavy_series(5, 200)
+    points = [Point("s", float(t), float(v)) for t, v in enumerate(values)]
+    whole = scorer_for(calibrated_model)
+    expected = whole.process(points).scored
+
+    first = scorer_for(calibrated_model)
+    scored = first.process(points[:120]).scored
+    state = first.table.export_state("s")
+    second = scorer_for(calibrated_model)
+    second.table.import_state("s", state, now=0.0)
+    scored += second.process(points[120:]).scored
+
+    assert fields(scored) == fields(expected)
+
+
+def test_state_import_rejects_old_format(calibrated_model):
+    scorer = scorer_for(calibrated_model)
+    scorer.process([Point("s", 0.0, 1.0)])
+    state = bytearray(scorer.table.export_state("s"))
+    state[0] = 1
+    with pytest.raises(ValueError, match="format"):
+        scorer.table.import_state("s", bytes(state), now=0.0)
