@@ -289,3 +289,97 @@ async def test_second_consumer_joins_and_leaves(
     assert sorted(shared) == sorted(reference)
     for series in reference:
         assert shared[series] == reference[series], series
+
+
+async def create_topics_at(bootstrap: str) -> dict[str, str]:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    suffix = os.urandom(6).hex()
+    topics = {
+        "input": f"points-{suffix}",
+        "output": f"anomalies-{suffix}",
+        "dlq": f"dlq-{suffix}",
+    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)
+                for name in topics.values()
+            ]
+        )
+    finally:
+        await admin.close()
+    await asyncio.sleep(1)
+    return topics
+
+
+async def test_broker_restart_keeps_exactly_once(
+    kafka_bootstrap, kafka_topic_factory, model_path, tmp_path
+):
+    from private_broker import PrivateBroker
+
+    messages = workload(n_series=45, points_per_series=200, seed=9)
+    reference_topics = await make_topics(kafka_topic_factory)
+    await produce(kafka_bootstrap, reference_topics["input"], messages)
+    reference_env = consumer_env(
+        kafka_bootstrap,
+        reference_topics,
+        "ref-" + reference_topics["input"],
+        model_path,
+        free_port(),
+    )
+    await run_to_end(
+        reference_env,
+        kafka_bootstrap,
+        reference_topics,
+        len(messages),
+        tmp_path / "reference.log",
+    )
+
+    broker = PrivateBroker(tmp_path / "broker")
+    await asyncio.to_thread(broker.start)
+    try:
+        topics = await create_topics_at(broker.bootstrap)
+        await produce(broker.bootstrap, topics["input"], messages)
+        env = consumer_env(
+            broker.bootstrap,
+            topics,
+            "restart-" + topics["input"],
+            model_path,
+            free_port(),
+        )
+        env["ANOMALYBERT_MAX_BATCH_POINTS"] = "100"
+        process = start_consumer(env, tmp_path / "restart.log")
+        try:
+            deadline = time.monotonic() + 60
+            while scrape_ready(env) != 200 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2)
+            await asyncio.to_thread(broker.stop)
+            await asyncio.sleep(3)
+            await asyncio.to_thread(broker.start)
+            await wait_committed(
+                broker.bootstrap,
+                env["ANOMALYBERT_GROUP_ID"],
+                topics["input"],
+                len(messages),
+                240,
+            )
+            assert process.poll() is None, (
+                "the consumer exited while the broker was down"
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+        reference = await read_committed_output(
+            kafka_bootstrap, reference_topics["output"]
+        )
+        restarted = await read_committed_output(broker.bootstrap, topics["output"])
+    finally:
+        await asyncio.to_thread(broker.stop)
+    assert sum(len(v) for v in reference.values()) > 20
+    assert sorted(restarted) == sorted(reference)
+    for series in reference:
+        assert restarted[series] == reference[series], series
