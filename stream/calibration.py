@@ -163,6 +163,8 @@ def record_alerts(
     record = np.where(first, _RECORD_FLOOR, record)
 
     alert = signal / (signal + record)
+    # NOTE: low and high never decay, so one early extreme widens the range for
+    # good and the range rule fires less often on long-lived series.
     margin = spec.range_tolerance * (high - low)
     outside = (high > low) & ((value > high + margin) | (value < low - margin))
     alert = np.where(outside, 1.0, alert)
