@@ -173,6 +173,15 @@ class AnomalyConsumer:
         )
         if self.changelog is not None:
             await self.changelog.ensure_topic()
+        # aiokafka 0.14 refreshes the metadata of all topics until a topic is
+        # added to its list, and from then on only of the listed ones, so it
+        # forgot the output topic's leader when the changelog was first written
+        # and its records waited request_timeout_ms. Listing every topic the
+        # producer writes keeps their leaders known.
+        written = [s.output_topic, s.dlq_topic]
+        if self.changelog is not None:
+            written.append(self.changelog.topic)
+        await self._producer.client.set_topics(written)
         self._consumer = await self._start_with_retry(
             "consumer",
             lambda: AIOKafkaConsumer(
