@@ -60,6 +60,13 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("partitions assigned: %s", _describe(assigned))
+        if not assigned:
+            logger.warning(
+                "no partition of input topic %s is assigned: the topic is missing "
+                "(deleted?) or the group has more members than partitions; waiting "
+                "for the next rebalance",
+                self._owner.settings.input_topic,
+            )
         await self._owner._acquire(set(assigned))
 
 
