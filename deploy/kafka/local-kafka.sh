@@ -2,6 +2,7 @@
 # Run a single-node Apache Kafka broker on 127.0.0.1 for tests and demos.
 #
 # Usage: deploy/kafka/local-kafka.sh start|stop|status
+#        deploy/kafka/local-kafka.sh tool CLASS [ARGUMENTS...]
 #
 #   start   Fetch the Kafka jars on first use, format the storage on first run,
 #           start the broker in the background and wait until it serves admin
@@ -11,6 +12,8 @@
 #   stop    Stop the broker that this script started for PORT and wait for the
 #           JVM to exit.
 #   status  Print "running" (exit 0) or "stopped" (exit 3).
+#   tool    Run a Kafka command-line tool class from the cached jars, for example
+#           org.apache.kafka.tools.AclCommand. Its log goes to DATA/tools.log.
 #
 # The broker runs in KRaft mode with combined broker and controller roles. Its
 # settings suit tests: topics are created on first use with one partition, and
@@ -30,6 +33,28 @@
 #                                default 60
 #   JAVA_HOME                    Java 17 or newer; otherwise `java` on PATH
 #   MVN                          Maven command, default `mvn` on PATH
+#   LOCAL_KAFKA_SECURITY         plaintext (default) or sasl_ssl. sasl_ssl serves
+#                                clients only on a SASL_SSL listener that offers
+#                                PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and needs
+#                                the next four variables.
+#   LOCAL_KAFKA_SSL_KEYSTORE     PKCS12 keystore with the broker's key and a
+#                                certificate valid for 127.0.0.1
+#   LOCAL_KAFKA_SSL_TRUSTSTORE   PKCS12 truststore with the CA certificate
+#   LOCAL_KAFKA_SSL_PASSWORD     password of both stores
+#   LOCAL_KAFKA_SASL_USERS       space-separated NAME:PASSWORD pairs, with letters,
+#                                digits, '.', '_' and '-' only. Each user gets
+#                                PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
+#                                credentials. The first user is the broker's own
+#                                login and the one the readiness check uses.
+#                                SCRAM credentials are stored when the data folder
+#                                is formatted, so later changes need a new folder.
+#   LOCAL_KAFKA_EXTRA_CONFIG     file appended to server.properties on every start,
+#                                for example authorizer.class.name and super.users
+#
+# In sasl_ssl mode the config files in the data folder contain the passwords and
+# are written with mode 600. The mode is meant for tests with throwaway
+# credentials: the SCRAM passwords also appear on the command line of the
+# storage formatter.
 #
 # Kafka version: 4.4.0 (set in pom.xml next to this script), the newest release
 # on Maven Central when it was chosen. Kafka 4.0 removed old protocol API
@@ -58,6 +83,10 @@ HEAP_OPTS="${LOCAL_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 START_TIMEOUT="${LOCAL_KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${LOCAL_KAFKA_STOP_TIMEOUT:-60}"
 MVN="${MVN:-mvn}"
+SECURITY="${LOCAL_KAFKA_SECURITY:-plaintext}"
+EXTRA_CONFIG="${LOCAL_KAFKA_EXTRA_CONFIG:-}"
+SASL_USER_NAMES=()
+SASL_USER_PASSWORDS=()
 
 log() {
     echo "local-kafka: $*" >&2
@@ -70,6 +99,7 @@ die() {
 
 usage() {
     echo "usage: $0 start|stop|status" >&2
+    echo "       $0 tool CLASS [ARGUMENTS...]" >&2
     exit 2
 }
 
@@ -110,9 +140,47 @@ configure() {
     LOG_DIRS="$DATA_DIR/logs"
     CONSOLE_LOG="$DATA_DIR/kafka.out"
 
+    configure_security
+
     KAFKA_VERSION="$(read_kafka_version)"
     KAFKA_HOME="${LOCAL_KAFKA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/anomalybert/kafka-$KAFKA_VERSION}"
     LIBS_DIR="$KAFKA_HOME/libs"
+}
+
+# Check the LOCAL_KAFKA_SECURITY settings. SASL_USER_NAMES and
+# SASL_USER_PASSWORDS list the users in order, the first being the broker's own.
+configure_security() {
+    if [[ -n "$EXTRA_CONFIG" && ! -f "$EXTRA_CONFIG" ]]; then
+        die "LOCAL_KAFKA_EXTRA_CONFIG '$EXTRA_CONFIG' is not a file"
+    fi
+    case "$SECURITY" in
+        plaintext)
+            return 0
+            ;;
+        sasl_ssl) ;;
+        *)
+            die "invalid LOCAL_KAFKA_SECURITY '$SECURITY': expected plaintext or sasl_ssl"
+            ;;
+    esac
+
+    local name
+    for name in LOCAL_KAFKA_SSL_KEYSTORE LOCAL_KAFKA_SSL_TRUSTSTORE; do
+        [[ -n "${!name:-}" ]] || die "LOCAL_KAFKA_SECURITY=sasl_ssl needs $name (a PKCS12 file)"
+        [[ -f "${!name}" ]] || die "$name '${!name}' is not a file"
+    done
+    [[ -n "${LOCAL_KAFKA_SSL_PASSWORD:-}" ]] || die "LOCAL_KAFKA_SECURITY=sasl_ssl needs LOCAL_KAFKA_SSL_PASSWORD, the password of the keystore and truststore"
+    [[ -n "${LOCAL_KAFKA_SASL_USERS:-}" ]] || die "LOCAL_KAFKA_SECURITY=sasl_ssl needs LOCAL_KAFKA_SASL_USERS, for example 'admin:admin-secret'"
+    # The names and passwords go into JAAS options and properties files, where
+    # quotes, spaces and backslashes would need escaping.
+    [[ "$LOCAL_KAFKA_SSL_PASSWORD" =~ ^[A-Za-z0-9._-]+$ ]] || die "LOCAL_KAFKA_SSL_PASSWORD may contain only letters, digits, '.', '_' and '-'"
+    local pair
+    for pair in $LOCAL_KAFKA_SASL_USERS; do
+        if ! [[ "$pair" =~ ^([A-Za-z0-9._-]+):([A-Za-z0-9._-]+)$ ]]; then
+            die "invalid entry for user '${pair%%:*}' in LOCAL_KAFKA_SASL_USERS: expected NAME:PASSWORD with letters, digits, '.', '_' and '-' only"
+        fi
+        SASL_USER_NAMES+=("${BASH_REMATCH[1]}")
+        SASL_USER_PASSWORDS+=("${BASH_REMATCH[2]}")
+    done
 }
 
 # Read <kafka.version> from pom.xml, so the version is set in one place.
@@ -215,6 +283,13 @@ run_tool() {
 }
 
 write_configs() {
+    local client_listener=PLAINTEXT
+    if [[ "$SECURITY" == sasl_ssl ]]; then
+        client_listener=SASL_SSL
+        # The files below contain passwords in this mode.
+        umask 077
+    fi
+
     # Internal topics get one partition (the defaults are 50) because a single
     # test broker gains nothing from more, and each partition costs open files
     # and start-up time.
@@ -223,11 +298,11 @@ write_configs() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$client_listener://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=$client_listener://$HOST:$PORT
+listener.security.protocol.map=$client_listener:$client_listener,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
+inter.broker.listener.name=$client_listener
 log.dirs=$LOG_DIRS
 
 auto.create.topics.enable=true
@@ -248,16 +323,70 @@ EOF
 request.timeout.ms=5000
 default.api.timeout.ms=5000
 EOF
+
+    if [[ "$SECURITY" == sasl_ssl ]]; then
+        write_security_configs
+    fi
+    if [[ -n "$EXTRA_CONFIG" ]]; then
+        {
+            echo
+            echo "# Appended from LOCAL_KAFKA_EXTRA_CONFIG=$EXTRA_CONFIG"
+            cat "$EXTRA_CONFIG"
+        } >>"$SERVER_CONFIG"
+    fi
+}
+
+# Append the SASL_SSL listener settings to the broker and admin client configs.
+# The broker logs in to itself with SCRAM-SHA-512 as the first user. The PLAIN
+# mechanism checks passwords against the user_NAME options of its JAAS entry.
+write_security_configs() {
+    local admin="${SASL_USER_NAMES[0]}" admin_password="${SASL_USER_PASSWORDS[0]}"
+    local plain_users="" i
+    for i in "${!SASL_USER_NAMES[@]}"; do
+        plain_users+=" user_${SASL_USER_NAMES[$i]}=\"${SASL_USER_PASSWORDS[$i]}\""
+    done
+    local truststore_settings="ssl.truststore.location=$LOCAL_KAFKA_SSL_TRUSTSTORE
+ssl.truststore.type=PKCS12
+ssl.truststore.password=$LOCAL_KAFKA_SSL_PASSWORD"
+
+    cat >>"$SERVER_CONFIG" <<EOF
+
+# LOCAL_KAFKA_SECURITY=sasl_ssl
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$admin" password="$admin_password"$plain_users;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$admin" password="$admin_password";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$admin" password="$admin_password";
+ssl.keystore.location=$LOCAL_KAFKA_SSL_KEYSTORE
+ssl.keystore.type=PKCS12
+ssl.keystore.password=$LOCAL_KAFKA_SSL_PASSWORD
+ssl.key.password=$LOCAL_KAFKA_SSL_PASSWORD
+$truststore_settings
+ssl.client.auth=none
+EOF
+
+    cat >>"$ADMIN_CONFIG" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$admin" password="$admin_password";
+$truststore_settings
+EOF
 }
 
 format_storage() {
     [[ -f "$LOG_DIRS/meta.properties" ]] && return 0
 
-    local cluster_id
+    local cluster_id scram_options=() i mechanism
+    for i in "${!SASL_USER_NAMES[@]}"; do
+        for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+            scram_options+=(--add-scram "$mechanism=[name=${SASL_USER_NAMES[$i]},password=${SASL_USER_PASSWORDS[$i]}]")
+        done
+    done
     cluster_id="$(run_tool kafka.tools.StorageTool random-uuid)"
     log "formatting $LOG_DIRS with cluster id $cluster_id"
     if ! run_tool kafka.tools.StorageTool format \
-        --cluster-id "$cluster_id" --config "$SERVER_CONFIG" >"$DATA_DIR/format.out" 2>&1; then
+        --cluster-id "$cluster_id" --config "$SERVER_CONFIG" "${scram_options[@]}" \
+        >"$DATA_DIR/format.out" 2>&1; then
         cat "$DATA_DIR/format.out" >&2
         die "formatting $LOG_DIRS failed (output above, log in $DATA_DIR/tools.log)"
     fi
@@ -417,7 +546,7 @@ take_lock() {
 }
 
 main() {
-    [[ $# -eq 1 ]] || usage
+    [[ $# -eq 1 || ($# -ge 2 && "$1" == tool) ]] || usage
     configure
 
     case "$1" in
@@ -432,6 +561,13 @@ main() {
             ;;
         status)
             cmd_status
+            ;;
+        tool)
+            JAVA="$(find_java)"
+            [[ -f "$LIBS_DIR/.complete" ]] || die "the Kafka jars are not in $LIBS_DIR yet: run start once"
+            mkdir -p "$DATA_DIR"
+            shift
+            run_tool "$@"
             ;;
         *)
             usage
