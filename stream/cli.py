@@ -123,7 +123,113 @@ def build_parser() -> argparse.ArgumentParser:
         help="arguments passed to python -m training.train",
     )
     train.set_defaults(handler=_run_train)
+    _add_generate_parser(commands)
+    _add_finetune_parser(commands)
     return parser
+
+
+def _add_generate_parser(commands: argparse._SubParsersAction) -> None:
+    generate = commands.add_parser(
+        "generate",
+        help="write labelled synthetic series as timestamp,value,label CSV files",
+    )
+
+    generate.add_argument(
+        "--output-dir", required=True, type=Path, help="directory for the CSV files"
+    )
+    generate.add_argument(
+        "--scenario",
+        default="all",
+        help="scenario to generate, or 'all' (default: all)",
+    )
+    generate.add_argument(
+        "--n-series",
+        type=_positive_int,
+        default=4,
+        help="series per scenario (default: 4)",
+    )
+    generate.add_argument(
+        "--length",
+        type=_positive_int,
+        default=2000,
+        help="points per series (default: 2000)",
+    )
+    generate.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed; the same seed writes the same files (default: 0)",
+    )
+    generate.set_defaults(handler=_run_generate)
+
+
+def _add_finetune_parser(commands: argparse._SubParsersAction) -> None:
+    finetune = commands.add_parser(
+        "finetune",
+        help="fine-tune a model on labelled series (needs the [train] extra)",
+    )
+
+    finetune.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="model.onnx.json to start from; its model.npz must be beside it "
+        "(default: the committed model)",
+    )
+    finetune.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        action="append",
+        help="timestamp,value,label CSV file, folder of such files, or NAB-layout "
+        "folder; repeat for more",
+    )
+    finetune.add_argument(
+        "--output-dir",
+        required=True,
+        type=Path,
+        help="directory for the new model.onnx, model.onnx.json and model.npz",
+    )
+
+    finetune.add_argument(
+        "--epochs", type=_positive_int, default=3, help="training epochs (default: 3)"
+    )
+    finetune.add_argument(
+        "--freeze",
+        choices=("encoder", "none"),
+        default="none",
+        help="'encoder' trains only the scoring head (default: none)",
+    )
+    finetune.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        default=3e-4,
+        help="peak learning rate (default: 0.0003)",
+    )
+    finetune.add_argument(
+        "--windows-per-epoch",
+        type=_positive_int,
+        default=8192,
+        help="training windows drawn per epoch (default: 8192)",
+    )
+    finetune.add_argument(
+        "--validation-fraction",
+        type=_positive_float,
+        default=0.2,
+        help="share of the series held out for validation, at least one (default: 0.2)",
+    )
+    finetune.add_argument(
+        "--warmup-points",
+        type=int,
+        default=None,
+        help="leading points of each series not trained on or validated "
+        "(default: the base model's alert.warmup_points)",
+    )
+    finetune.add_argument(
+        "--seed", type=int, default=0, help="random seed (default: 0)"
+    )
+
+    finetune.set_defaults(handler=_run_finetune)
 
 
 def _run_detect(args: argparse.Namespace) -> int:
@@ -218,6 +324,75 @@ def _run_train(args: argparse.Namespace) -> int:
             "pip install 'anomalybert-stream[train]'"
         ) from None
     return int(train_main(args.train_args) or 0)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from training.errors import TrainingInputError
+    from training.generate import MANIFEST_FILE, generate_files
+    from training.scenarios import SCENARIOS
+
+    scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    try:
+        written = generate_files(
+            args.output_dir, scenarios, args.n_series, args.length, args.seed
+        )
+    except TrainingInputError as exc:
+        raise AnomalyBertError(str(exc)) from None
+    print(
+        f"wrote {len(written)} series and {MANIFEST_FILE} to {args.output_dir}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    try:
+        from training.errors import TrainingInputError
+        from training.finetune import FinetuneSettings, finetune
+        from training.labelled import load_labelled_data
+    except ImportError as exc:
+        raise AnomalyBertError(
+            f"fine-tuning needs the [train] extra ({exc.name} is missing): "
+            "pip install 'anomalybert-stream[train]'"
+        ) from None
+    from stream.model import default_model_path
+
+    base = args.base or default_model_path()
+
+    def report(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        settings = FinetuneSettings(
+            epochs=args.epochs,
+            freeze=args.freeze,
+            learning_rate=args.learning_rate,
+            min_learning_rate=args.learning_rate / 10,
+            windows_per_epoch=args.windows_per_epoch,
+            validation_fraction=args.validation_fraction,
+            warmup_points=args.warmup_points,
+            seed=args.seed,
+        )
+        settings.check()
+        files = load_labelled_data(args.data)
+        result = finetune(
+            base, files, args.output_dir, settings, report, [str(p) for p in args.data]
+        )
+    except TrainingInputError as exc:
+        raise AnomalyBertError(str(exc)) from None
+
+    print(
+        f"fine-tuned {result.parent_version} on {len(result.train_files)} series, "
+        f"validated on {len(result.validation_files)} (best epoch {result.best_epoch})"
+    )
+    print(f"{'validation':<14}  {'loss':>8}  {'AP':>6}")
+    for label, metrics in (("before (base)", result.before), ("after", result.after)):
+        print(
+            f"{label:<14}  {metrics['loss']:>8.4f}  {metrics['average_precision']:>6.3f}"
+        )
+    print(f"threshold {result.threshold:.4f}")
+    print(f"wrote {result.metadata_path} with model.onnx and model.npz")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
