@@ -12,13 +12,13 @@ import logging
 
 MASK = "***"
 
-# Loggers that log protocol requests; a filter on a logger sees only the records
-# created by that logger, not those of its children.
+# Loggers that log protocol requests. A filter on a logger applies only to the
+# records created by that logger, not to those of its children.
 PROTOCOL_LOGGERS = ("aiokafka", "aiokafka.conn", "aiokafka.client")
 
 
 class SecretFilter(logging.Filter):
-    """Replaces registered secrets in log messages; never drops a record."""
+    """Log filter that replaces registered secrets in messages and drops no record."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -46,7 +46,8 @@ KNOWN_REASONS = {
     if name.startswith("REASON_")
 }
 
-# The Hypothesis database and the examples it replays live in .hypothesis/.
+# CI runs 60 examples per property; ANOMALYBERT_PROPERTY_EXAMPLES=1000 searches
+# longer.
 PROPERTY_SETTINGS = settings(
     max_examples=int(os.environ.get("ANOMALYBERT_PROPERTY_EXAMPLES", "60")),
     deadline=None,
@@ -625,8 +626,8 @@ def test_scorer_state_stays_bounded(sigmoid_model, stream_, max_series):
         # A series can be evicted and come back later in the same batch, so the
         # evictions are at least the series that disappeared.
         assert scorer.evicted_total - before_evicted >= len(before - set(table.slot_of))
-        held = [s for s in table.series_of if s is not None]
-        assert sorted(held) == sorted(table.slot_of)
+        stored = [s for s in table.series_of if s is not None]
+        assert sorted(stored) == sorted(table.slot_of)
         assert table.capacity <= max(1024, 2 * scorer.active_series)
 
 
