@@ -108,6 +108,7 @@ class AnomalyConsumer:
         overrides: dict[str, object] = {
             "episode_gap_points": settings.episode_gap_points,
             "max_series": settings.max_series,
+            "stride": settings.stride,
         }
         if settings.threshold is not None:
             overrides["threshold"] = settings.threshold

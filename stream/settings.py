@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         ge=1,
         description="ONNX Runtime sessions that score the chunks of a batch in parallel threads, one core each (2 suits a consumer with two cores to itself)",
     )
+    stride: int = Field(
+        1,
+        ge=1,
+        description="score only the window that ends at every STRIDE-th point of a series, to keep up with inputs faster than the model (1 to the window size); lag_points is raised to at least STRIDE - 1",
+    )
     poll_timeout_ms: int = Field(
         200, ge=1, description="how long one fetch waits for records"
     )

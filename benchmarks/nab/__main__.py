@@ -76,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lag-points", type=int, default=None, help="override the model's lag_points"
     )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=1,
+        help="score only the window that ends at every STRIDE-th point, as "
+        "ANOMALYBERT_STRIDE does (default 1: every window)",
+    )
     args = parser.parse_args(argv)
 
     if not (args.corpus / "data").is_dir():
@@ -87,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     model_path = args.model or default_model_path()
     metadata = load_metadata(model_path)
     corpus = load_corpus(args.corpus)
-    overrides = {} if args.lag_points is None else {"lag_points": args.lag_points}
+    overrides: dict[str, int] = {"stride": args.stride}
+    if args.lag_points is not None:
+        overrides["lag_points"] = args.lag_points
 
     started = time.perf_counter()
     ours = run_corpus(
@@ -115,13 +124,21 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks.nab --corpus " + str(
         args.corpus if args.corpus != DEFAULT_CORPUS else "../shared/data/nab"
     )
+    # The scorer raises lag_points to at least stride - 1, so the report does too.
+    lag_points = max(
+        overrides.get("lag_points", metadata.alert.lag_points), args.stride - 1
+    )
+    stride_note = ""
+    if args.stride != 1:
+        command += f" --stride {args.stride}"
+        stride_note = f", stride {args.stride}"
     lines = [
         "## NAB (Numenta Anomaly Benchmark v1.1)",
         "",
         f"Command: `{command}`",
         "",
         f"Corpus: {len(corpus.names)} files, {corpus.n_rows:,} rows, {corpus.n_windows} windows. "
-        f"Model {metadata.model_version}, lag_points {overrides.get('lag_points', metadata.alert.lag_points)}, "
+        f"Model {metadata.model_version}, lag_points {lag_points}{stride_note}, "
         f"calibration {metadata.alert.calibration.get('method', 'none')}. "
         f"Scoring took {elapsed:.0f} s with {args.workers} worker processes on {platform.machine()} "
         f"({platform.processor() or 'unknown CPU'}).",
