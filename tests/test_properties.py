@@ -46,10 +46,10 @@ KNOWN_REASONS = {
     if name.startswith("REASON_")
 }
 
-# CI runs 60 examples per property; ANOMALYBERT_PROPERTY_EXAMPLES=1000 searches
+# CI runs 40 examples per property; ANOMALYBERT_PROPERTY_EXAMPLES=1000 searches
 # longer.
 PROPERTY_SETTINGS = settings(
-    max_examples=int(os.environ.get("ANOMALYBERT_PROPERTY_EXAMPLES", "60")),
+    max_examples=int(os.environ.get("ANOMALYBERT_PROPERTY_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
