@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -40,6 +41,16 @@ PLOT_FILES = (
     "artificialWithAnomaly/art_daily_jumpsup.csv",
     "realTweets/Twitter_volume_AAPL.csv",
 )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mine = all_scores[DETECTOR_NAME]
     command = "python -m benchmarks.nab --corpus " + str(
-        args.corpus if args.corpus != DEFAULT_CORPUS else "../shared/data/nab"
+        args.corpus if args.corpus != DEFAULT_CORPUS else "DIR"
     )
     # The scorer raises lag_points to at least stride - 1, so the report does too.
     lag_points = max(
@@ -135,13 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## NAB (Numenta Anomaly Benchmark v1.1)",
         "",
-        f"Command: `{command}`",
+        f"Command: `{command}`"
+        + (
+            ", where DIR holds the NAB v1.1 development files (data/, labels/, results/)."
+            if args.corpus == DEFAULT_CORPUS
+            else ""
+        ),
         "",
         f"Corpus: {len(corpus.names)} files, {corpus.n_rows:,} rows, {corpus.n_windows} windows. "
         f"Model {metadata.model_version}, lag_points {lag_points}{stride_note}, "
         f"calibration {metadata.alert.calibration.get('method', 'none')}. "
         f"Scoring took {elapsed:.0f} s with {args.workers} worker processes on {platform.machine()} "
-        f"({platform.processor() or 'unknown CPU'}).",
+        f"({_cpu_model()}, {os.cpu_count()} cores).",
         "",
         "Every detector is scored by this project's scorer on the same files, with one threshold "
         "per profile optimised over the whole corpus (NAB's method).",
