@@ -1,10 +1,10 @@
 """The state changelog: every series' state in a compacted topic, one record per series.
 
-The changelog has as many partitions as the input topic, and the state of a
-series whose points arrive on input partition p is written to changelog
-partition p, so whoever owns input partition p can restore its series by reading
-one changelog partition. Each record's key is the series id, its value the
-encoded state (a tombstone when the series was evicted) and its header
+The changelog has as many partitions as the input topic. The state of a series
+whose points arrive on input partition p is written to changelog partition p,
+so the consumer that owns input partition p restores its series from one
+changelog partition. Each record's key is the series id, its value the encoded
+state (a tombstone when the series was evicted) and its header
 ``anomalybert.input.offset`` the input offset the state includes.
 """
 
