@@ -288,12 +288,12 @@ def render(args: argparse.Namespace, measurements: dict[str, Measurement]) -> st
         "",
         f"Each figure is the median of {args.repeats} repeats of {args.seconds:g} s; "
         "the configurations run in turn within each repeat, and a ratio is the "
-        "median of the per-repeat ratios. A point is one window scored: the "
+        "median of the per-repeat ratios. A point is one window scored. The "
         "scorer gets batches of "
         f"{CONSUMER_BATCH_POINTS:,} points (the consumer's "
         "ANOMALYBERT_MAX_BATCH_POINTS) from a stream that visits every series in "
-        "turn, so the 100,000-series stream touches 2,000 different series per "
-        "batch and the 1-series stream scores 2,000 consecutive windows of one "
+        "turn. So the 100,000-series stream touches 2,000 different series per "
+        "batch, and the 1-series stream scores 2,000 consecutive windows of one "
         "series. µs/point is wall-clock time; CPU µs/point is the CPU time of the "
         "whole process (every thread) per point, which other load on the machine "
         "changes less.",
@@ -436,9 +436,9 @@ def _idle_estimate(m: dict[str, Measurement], series_counts: list[int]) -> str:
             f"({estimate / ceiling:.0%})"
         )
     return (
-        "Estimate for two idle cores and two sessions, from CPU times (the "
-        "model's time per window halved, plus the scorer's own work), "
-        f"against a ceiling of {format_rate(ceiling)} windows/s: "
+        "Estimate for two idle cores and two sessions, from CPU times: the "
+        "model's time per window is halved and the scorer's own work added. "
+        f"Against a ceiling of {format_rate(ceiling)} windows/s this gives "
         + ", ".join(parts)
         + "."
     )
