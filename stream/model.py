@@ -36,7 +36,7 @@ def default_model_path() -> Path:
 
 @dataclass(frozen=True)
 class NormalisationSpec:
-    """How raw values become model inputs; see ``stream.normalise``."""
+    """Settings of the normalisation that turns raw values into model inputs (``stream.normalise``)."""
 
     method: str
     horizon_points: int
@@ -46,7 +46,7 @@ class NormalisationSpec:
 
 @dataclass(frozen=True)
 class AlertSpec:
-    """How window scores become the score that is compared with the threshold."""
+    """Settings that turn window scores into the alert score compared with the threshold."""
 
     threshold: float
     threshold_method: str

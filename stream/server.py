@@ -16,7 +16,7 @@ MAX_REQUEST_LINE_BYTES = 8192
 
 
 class MetricsServer:
-    """Serves the registry at ``/metrics``; ``/readyz`` asks ``is_ready``."""
+    """Serves the registry at ``/metrics``; ``/readyz`` calls ``is_ready``."""
 
     def __init__(
         self,
