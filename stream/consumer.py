@@ -229,7 +229,8 @@ class AnomalyConsumer:
                     raise AnomalyBertError(
                         f"Kafka {name} cannot connect: {permanent}"
                     ) from exc
-                if time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise AnomalyBertError(
                         f"Kafka at {self.settings.kafka_bootstrap_servers} was unreachable for "
                         f"{self.settings.start_timeout_seconds:.0f} s ({exc}); check "
@@ -240,9 +241,11 @@ class AnomalyConsumer:
                     name,
                     self.settings.kafka_bootstrap_servers,
                     exc,
-                    delay,
+                    min(delay, remaining),
                 )
-                await asyncio.sleep(delay)
+                # The last attempt happens at the deadline, so the broker gets
+                # the whole start timeout to come up.
+                await asyncio.sleep(min(delay, remaining))
                 delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
 
     def request_stop(self) -> None:
