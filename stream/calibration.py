@@ -30,6 +30,15 @@ nab/detectors/numenta/numenta_detector.py). A high signal raises the record,
 so a sustained high level alerts at its start and then fades, which keeps the
 count of repeated alerts low. The alert score is 0 during the first
 ``warmup_points``.
+
+Two more channels of the "record" method look at a slower view of the series
+(``stream.channels``): every ``coarse_points`` points form a block, and each
+block's mean is a point of a coarse series. The model scores the window of the
+last blocks, and the block is compared with the block at the same hour of an
+earlier day (``season_buckets`` buckets per day). Each channel has its own
+record, and the point that completes a block gets the largest of the three
+alert scores. ``coarse_points = 0`` turns both channels off and
+``season_buckets = 0`` the seasonal one.
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ class CalibrationSpec:
     warmup_points: int = 200
     min_std: float = 0.01
     range_tolerance: float = 0.05
+    coarse_points: int = 0
+    season_buckets: int = 0
 
     @classmethod
     def from_metadata(cls, section: dict[str, Any]) -> CalibrationSpec:
@@ -72,7 +83,18 @@ class CalibrationSpec:
                 + ", ".join(repr(m) for m in METHODS)
             )
         known = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
-        return cls(**known)
+        spec = cls(**known)
+        for name, low, high in (
+            ("coarse_points", 2, 10_000),
+            ("season_buckets", 1, 1440),
+        ):
+            value = getattr(spec, name)
+            if value != 0 and not (isinstance(value, int) and low <= value <= high):
+                raise ModelError(
+                    f"alert calibration {name}={value!r} is invalid; use 0 (off) "
+                    f"or a whole number from {low} to {high}"
+                )
+        return spec
 
 
 def calibrate(

@@ -34,16 +34,22 @@ class Detection:
 
 
 def scorer_for(model: WindowModel, **overrides: object) -> StreamScorer:
-    """Build a scorer with the model's own alert settings unless overridden."""
+    """Build a scorer with the model's own alert settings unless overridden.
+
+    A ``calibration`` override is a dict of calibration settings that replace
+    the model's own, key by key.
+    """
     alert = model.metadata.alert
+    calibration = {
+        **alert.calibration,
+        **overrides.pop("calibration", {}),  # type: ignore[dict-item]
+    }
     settings = ScorerSettings(
         threshold=float(overrides.pop("threshold", alert.threshold)),  # type: ignore[arg-type]
         lag_points=int(overrides.pop("lag_points", alert.lag_points)),  # type: ignore[call-overload]
         **overrides,  # type: ignore[arg-type]
     )
-    return StreamScorer(
-        model, settings, CalibrationSpec.from_metadata(alert.calibration)
-    )
+    return StreamScorer(model, settings, CalibrationSpec.from_metadata(calibration))
 
 
 def detect_points(

@@ -40,6 +40,7 @@ from stream.calibration import (
     record_alerts,
     record_alerts_sequence,
 )
+from stream.channels import ChannelTable, channel_alerts
 from stream.model import WindowModel
 from stream.normalise import normalise_windows
 from stream.points import (
@@ -59,8 +60,10 @@ logger = logging.getLogger(__name__)
 # point count, the scale, the likelihood calibration's mean, variance and short
 # average, and the record calibration's record, minimum and maximum. It ends with
 # the count of points below the threshold and the episode flag. Values,
-# timestamps and score sums follow.
-STATE_FORMAT_VERSION = 2
+# timestamps and score sums follow, then the coarse and seasonal channels' state
+# (format 3; empty when the channels are off). Format 2 has no channel state.
+STATE_FORMAT_VERSION = 3
+_READABLE_FORMATS = (2, 3)
 _STATE_HEAD = struct.Struct("<BqdddddddqB")
 
 # Fixed CPU cost in µs of one round (one point of every series in it, vectorised
@@ -69,6 +72,7 @@ _STATE_HEAD = struct.Struct("<BqdddddddqB")
 # cost about 8 µs per point, so only the fixed costs decide between them.
 ROUND_COST = 430.0
 SEQUENCE_COST = 400.0
+GROWTH_STEP_SLOTS = 65_536
 
 
 def _sequence_cutoff(per_slot: np.ndarray) -> int:
@@ -96,6 +100,18 @@ def _group_by(keys: np.ndarray, indices: np.ndarray) -> list[np.ndarray]:
     order = np.argsort(keys, kind="stable")
     cuts = np.flatnonzero(np.diff(keys[order])) + 1
     return np.split(indices[order], cuts)
+
+
+def _channel_settings(spec: CalibrationSpec) -> tuple[int, int]:
+    if spec.method != "record":
+        return (0, 0)
+    return (spec.coarse_points, spec.season_buckets if spec.coarse_points else 0)
+
+
+def _season_buckets(spec: CalibrationSpec) -> int | None:
+    """Bucket count of the channels' state, or None when the channels are off."""
+    coarse, buckets = _channel_settings(spec)
+    return buckets if coarse else None
 
 
 @dataclass(frozen=True)
@@ -160,12 +176,20 @@ class BatchResult:
 class SeriesTable:
     """Array-backed state of every series, one slot per series."""
 
-    def __init__(self, window_size: int, capacity: int) -> None:
+    def __init__(
+        self, window_size: int, capacity: int, season_buckets: int | None = None
+    ) -> None:
+        """``season_buckets`` None leaves out the coarse and seasonal channels."""
         self.window_size = window_size
         self.slot_of: dict[str, int] = {}
         self.series_of: list[str | None] = []
         self._free: list[int] = []
         self._allocate(capacity)
+        self.channels = (
+            None
+            if season_buckets is None
+            else ChannelTable(window_size, season_buckets, capacity)
+        )
 
     def _allocate(self, capacity: int) -> None:
         w = self.window_size
@@ -179,10 +203,12 @@ class SeriesTable:
         self.cal_mean = np.zeros(capacity)
         self.cal_var = np.zeros(capacity)
         self.cal_short = np.zeros(capacity)
-        self.cal_record = np.zeros(capacity)
-        self.cal_low = np.zeros(capacity)
-        self.cal_high = np.zeros(capacity)
-        self.below = np.zeros(capacity, dtype=np.int64)
+        # A scorer uses one calibration method, and replace_model rejects a
+        # switch, so the record method's statistics share the likelihood's arrays.
+        self.cal_record = self.cal_mean
+        self.cal_low = self.cal_var
+        self.cal_high = self.cal_short
+        self.below = np.zeros(capacity, dtype=np.int32)
         self.in_episode = np.zeros(capacity, dtype=bool)
         self.series_of.extend([None] * (capacity - len(self.series_of)))
 
@@ -191,13 +217,18 @@ class SeriesTable:
             name: getattr(self, name)
             for name in (
                 "values times sums count scale last_seen cal_mean cal_var "
-                "cal_short cal_record cal_low cal_high below in_episode"
+                "cal_short below in_episode"
             ).split()
         }
         previous = self.capacity
-        self._allocate(previous * 2)
+        # Doubling while small; above GROWTH_STEP_SLOTS a quarter more at a
+        # time, so that a large table has few unused slots.
+        factor = 2.0 if previous < GROWTH_STEP_SLOTS else 1.25
+        self._allocate(int(previous * factor))
         for name, array in old.items():
             getattr(self, name)[:previous] = array
+        if self.channels is not None:
+            self.channels.grow(self.capacity)
         self._free.extend(range(self.capacity - 1, previous - 1, -1))
 
     def __len__(self) -> int:
@@ -231,6 +262,8 @@ class SeriesTable:
             self.in_episode,
         ):
             array[slot] = 0
+        if self.channels is not None:
+            self.channels.reset(slot)
 
     def remove(self, series: str) -> None:
         slot = self.slot_of.pop(series)
@@ -254,17 +287,28 @@ class SeriesTable:
             bool(self.in_episode[slot]),
         )
         arrays = np.concatenate([self.values[slot], self.times[slot], self.sums[slot]])
-        return head + arrays.astype("<f8").tobytes()
+        channels = b"" if self.channels is None else self.channels.export_state(slot)
+        return head + arrays.astype("<f8").tobytes() + channels
 
     def import_state(self, series: str, data: bytes, now: float) -> None:
-        """Set a series' state from :meth:`export_state` bytes, adding it if new."""
+        """Set a series' state from :meth:`export_state` bytes, adding it if new.
+
+        Channel state written with other channel settings, or none (format 2),
+        is dropped and the series' channels start afresh.
+        """
         expected = _STATE_HEAD.size + 3 * self.window_size * 8
-        if len(data) != expected or data[0] != STATE_FORMAT_VERSION:
+        version = data[0] if data else None
+        if (
+            version not in _READABLE_FORMATS
+            or len(data) < expected
+            or (version == 2 and len(data) != expected)
+        ):
             raise ValueError(
                 f"state of series {series!r} has {len(data)} bytes (format "
-                f"{data[:1].hex() or 'none'}); expected {expected} bytes of format "
-                f"{STATE_FORMAT_VERSION}"
+                f"{data[:1].hex() or 'none'}); expected at least {expected} bytes "
+                f"of format {STATE_FORMAT_VERSION}"
             )
+        channel_data = data[expected:]
         (
             version,
             count,
@@ -278,7 +322,7 @@ class SeriesTable:
             below,
             in_episode,
         ) = _STATE_HEAD.unpack(data[: _STATE_HEAD.size])
-        arrays = np.frombuffer(data, dtype="<f8", offset=_STATE_HEAD.size)
+        arrays = np.frombuffer(data[:expected], dtype="<f8", offset=_STATE_HEAD.size)
         slot = self.slot_of.get(series)
         if slot is None:
             slot = self.add(series)
@@ -297,6 +341,9 @@ class SeriesTable:
         self.below[slot] = below
         self.in_episode[slot] = in_episode
         self.last_seen[slot] = now
+        if self.channels is not None:
+            matches = len(channel_data) == self.channels.state_size
+            self.channels.import_state(slot, channel_data if matches else b"")
 
     def used_slots(self) -> np.ndarray:
         return np.fromiter(
@@ -344,7 +391,11 @@ class StreamScorer:
             meta.alert.calibration
         )
         self.window_size = meta.window_size
-        self.table = SeriesTable(meta.window_size, settings.initial_capacity)
+        self.table = SeriesTable(
+            meta.window_size,
+            settings.initial_capacity,
+            _season_buckets(self.calibration),
+        )
         self.evicted_total = 0
         # Series evicted since the caller last cleared this list (the consumer
         # writes their tombstones to the state changelog).
@@ -363,8 +414,20 @@ class StreamScorer:
                 f"model {new.model_version} changes the window size or normalisation "
                 f"of {old.model_version}; restart the consumer to switch to it"
             )
+        calibration = CalibrationSpec.from_metadata(new.alert.calibration)
+        if calibration.method != self.calibration.method:
+            raise ValueError(
+                f"model {new.model_version} changes the alert calibration method "
+                f"from {self.calibration.method!r} to {calibration.method!r}; "
+                "restart the consumer to switch to it"
+            )
+        if _channel_settings(calibration) != _channel_settings(self.calibration):
+            raise ValueError(
+                f"model {new.model_version} changes the coarse or seasonal channels "
+                f"of {old.model_version}; restart the consumer to switch to it"
+            )
         self.model = model
-        self.calibration = CalibrationSpec.from_metadata(new.alert.calibration)
+        self.calibration = calibration
         if threshold is not None:
             self.settings = replace(self.settings, threshold=threshold)
 
@@ -428,7 +491,7 @@ class StreamScorer:
         alert = np.zeros(n)
         anomalous = np.zeros(n, dtype=bool)
         publish = np.zeros(n, dtype=bool)
-        outputs = (raw, alert, anomalous, publish)
+        outputs = (raw, alert)
         valid = self._counts_after > lag
         for group in groups:
             self._aggregate_round(
@@ -438,6 +501,37 @@ class StreamScorer:
             slot = int(slots_arr[indices[0]])
             self._aggregate_sequence(slot, indices, window_scores, valid, outputs)
         lagged_time, lagged_value = self._lagged_time, self._lagged_value
+
+        scored = np.flatnonzero(valid)
+        if self.table.channels is not None and len(scored):
+            channel_alert = alert[scored]
+            result.windows_scored += channel_alerts(
+                self.table.channels,
+                self.calibration,
+                self.model.metadata.normalisation,
+                self.model.score,
+                slots_arr[scored],
+                lagged_value[scored],
+                lagged_time[scored],
+                self._counts_after[scored] - lag,
+                channel_alert,
+            )
+            alert[scored] = channel_alert
+        threshold = self.settings.threshold
+        for group in groups:
+            kept = group[valid[group]]
+            if len(kept):
+                hit = alert[kept] >= threshold
+                anomalous[kept] = hit
+                publish[kept] = self._advance_episodes(slots_arr[kept], hit)
+        for indices in sequences:
+            kept = indices[valid[indices]]
+            if len(kept):
+                hits = alert[kept] >= threshold
+                anomalous[kept] = hits
+                publish[kept] = self._advance_episodes_sequence(
+                    int(slots_arr[kept[0]]), hits
+                )
 
         for k in np.flatnonzero(valid):
             index = accepted[k]
@@ -626,7 +720,7 @@ class StreamScorer:
         group: np.ndarray,
         window_scores: np.ndarray,
         valid: np.ndarray,
-        outputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        outputs: tuple[np.ndarray, np.ndarray],
     ) -> None:
         """Add one window per slot to the sums and score the lagged points."""
         t = self.table
@@ -641,7 +735,7 @@ class StreamScorer:
         raw[group] = t.sums[s, w - 1 - lag] / self._scored_windows(counts, lag)
         keep = valid[group]
         if keep.any():
-            self._alert(s[keep], group[keep], *outputs)
+            self._alert(s[keep], group[keep], raw, outputs[1])
 
     def _aggregate_sequence(
         self,
@@ -649,13 +743,13 @@ class StreamScorer:
         indices: np.ndarray,
         window_scores: np.ndarray,
         valid: np.ndarray,
-        outputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        outputs: tuple[np.ndarray, np.ndarray],
     ) -> None:
         """Add k consecutive windows of one slot to its sums and score the lagged points."""
         t = self.table
         w = self.window_size
         lag = self.settings.lag_points
-        raw, alert, anomalous, publish = outputs
+        raw, alert = outputs[0], outputs[1]
         k = len(indices)
         scores = window_scores[indices]
         count_before = int(self._counts_after[indices[0]]) - 1
@@ -709,9 +803,6 @@ class StreamScorer:
             )
             t.cal_mean[slot], t.cal_var[slot], t.cal_short[slot] = mean, var, short
         alert[kept] = alerts
-        hits = alerts >= self.settings.threshold
-        anomalous[kept] = hits
-        publish[kept] = self._advance_episodes_sequence(slot, hits)
 
     def _scored_windows(self, counts: np.ndarray, lag: int) -> np.ndarray:
         """Count the scored windows among those ending at points p to p + lag.
@@ -745,14 +836,9 @@ class StreamScorer:
         return flags
 
     def _alert(
-        self,
-        s: np.ndarray,
-        group: np.ndarray,
-        raw: np.ndarray,
-        alert: np.ndarray,
-        anomalous: np.ndarray,
-        publish: np.ndarray,
+        self, s: np.ndarray, group: np.ndarray, raw: np.ndarray, alert: np.ndarray
     ) -> None:
+        """Calibrate the raw scores of one round into point alerts."""
         n_scored = (self._counts_after[group] - self.settings.lag_points).astype(
             np.float64
         )
@@ -763,9 +849,6 @@ class StreamScorer:
             self._lagged_value[group],
             n_scored,
         )
-        hit = alert[group] >= self.settings.threshold
-        anomalous[group] = hit
-        publish[group] = self._advance_episodes(s, hit)
 
     def _calibrate_slots(
         self,
@@ -824,6 +907,10 @@ class StreamScorer:
         flushed: list[ScoredPoint] = []
         if lag == 0:
             return flushed
+        # (series, slot, position, raw score, point alert) of each waiting point
+        pending: list[tuple[str, int, int, float, float]] = []
+        slots: list[int] = []
+        n_scored_list: list[int] = []
         t = self.table
         w = self.window_size
         norm = self.model.metadata.normalisation
@@ -833,9 +920,7 @@ class StreamScorer:
             # The deviations of the waiting points, in the normalisation of the
             # newest window (the window each lagged point would be scored in).
             centre = float(np.median(t.values[slot]))
-            scale = max(
-                float(t.scale[slot]), norm.eps_rel * abs(centre), norm.eps_abs
-            )
+            scale = max(float(t.scale[slot]), norm.eps_rel * abs(centre), norm.eps_abs)
             deviations = np.arcsinh((t.values[slot] - centre) / scale).astype(
                 np.float32
             )
@@ -850,28 +935,50 @@ class StreamScorer:
                 windows = count // stride - (point_count - 1) // stride + newest_scored
                 raw = np.array([sums[position] / windows])
                 s = np.array([slot])
-                n_scored = np.array([float(count - (w - 1 - position))])
+                n_scored = count - (w - 1 - position)
                 alert = self._calibrate_slots(
                     s,
                     raw,
                     deviations[position : position + 1],
                     t.values[slot, position : position + 1],
-                    n_scored,
+                    np.array([float(n_scored)]),
                 )
-                hit = alert >= self.settings.threshold
-                publish = self._advance_episodes(s, hit)
-                flushed.append(
-                    ScoredPoint(
-                        series=series,
-                        timestamp=float(t.times[slot, position]),
-                        value=float(t.values[slot, position]),
-                        window_score=float(raw[0]),
-                        score=float(alert[0]),
-                        is_anomaly=bool(hit[0]),
-                        publish=bool(publish[0]),
-                        input_index=-1,
-                    )
+                pending.append((series, slot, position, float(raw[0]), float(alert[0])))
+                slots.append(slot)
+                n_scored_list.append(n_scored)
+
+        alerts = np.array([entry[4] for entry in pending])
+        if t.channels is not None and pending:
+            slot_array = np.array(slots, dtype=np.int64)
+            positions = np.array([entry[2] for entry in pending])
+            channel_alerts(
+                t.channels,
+                self.calibration,
+                norm,
+                self.model.score,
+                slot_array,
+                t.values[slot_array, positions],
+                t.times[slot_array, positions],
+                np.array(n_scored_list),
+                alerts,
+            )
+        for (series, slot, position, raw_score, _), score in zip(
+            pending, alerts.tolist(), strict=True
+        ):
+            hit = np.array([score >= self.settings.threshold])
+            publish = self._advance_episodes(np.array([slot]), hit)
+            flushed.append(
+                ScoredPoint(
+                    series=series,
+                    timestamp=float(t.times[slot, position]),
+                    value=float(t.values[slot, position]),
+                    window_score=raw_score,
+                    score=score,
+                    is_anomaly=bool(hit[0]),
+                    publish=bool(publish[0]),
+                    input_index=-1,
                 )
+            )
         return flushed
 
     def evict_idle(self, now: float, max_idle_seconds: float) -> int:

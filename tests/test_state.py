@@ -61,6 +61,17 @@ CALIBRATIONS = {
             "range_tolerance": 0.05,
         },
     ),
+    "record with channels": (
+        0.6,
+        {
+            "method": "record",
+            "horizon_points": 50,
+            "warmup_points": 10,
+            "range_tolerance": 0.05,
+            "coarse_points": 4,
+            "season_buckets": 24,
+        },
+    ),
 }
 
 
@@ -232,7 +243,14 @@ def test_interleaved_series_match_alone(
         by_series[point.series].append(point)
 
     assert result.rejected == []
-    assert result.windows_scored == len(batch)
+    # Each series scores INTERLEAVED_LENGTH - lag points in the batch, and with
+    # the coarse channel every coarse_points of them complete a coarse window.
+    coarse = scorer.table.channels is not None
+    lag = scorer.settings.lag_points
+    blocks = (
+        (INTERLEAVED_LENGTH - lag) // scorer.calibration.coarse_points if coarse else 0
+    )
+    assert result.windows_scored == len(batch) + INTERLEAVED_SERIES * blocks
     assert scorer.active_series == INTERLEAVED_SERIES
     for series, (_, expected) in interleaved_alone.items():
         assert fields(by_series[series]) == expected, series

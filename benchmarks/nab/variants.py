@@ -1,8 +1,9 @@
 """``python -m benchmarks.nab.variants``: NAB scores of alert-score variants.
 
-The model's window scores do not depend on how they are aggregated and
-calibrated, so they are computed once per file (through the service's scorer)
-and each variant (lag_points, calibration settings) is then applied to them with
+It covers the point channel of the alert score; ``benchmarks.nab.channels``
+covers the coarse and seasonal channels. The model's window scores do not
+depend on how they are aggregated and calibrated, so they are computed once
+per file (through the service's scorer) and each variant (lag_points, calibration settings) is then applied to them with
 the service's own aggregation and calibration functions. The winning variant is
 written into the model metadata and confirmed with ``python -m benchmarks.nab``,
 which runs the service's code path end to end.
@@ -69,7 +70,8 @@ def window_scores(model_path: str, path: Path) -> FileScores:
     """Stream one file through the service's scorer and keep the model's windows."""
     recording = _RecordingModel(load_model(model_path))
     points = [Point(path.stem, s, v) for _l, _r, s, v in read_points(path)]
-    scorer = scorer_for(recording, lag_points=0)
+    # Point channel only: the coarse channel's windows would join the recording.
+    scorer = scorer_for(recording, lag_points=0, calibration={"coarse_points": 0})
     detection = detect_points(recording, points, series=path.stem, scorer=scorer)
     rows = np.array([p.input_index for p in detection.points], dtype=np.int64)
     values = np.array([p.value for p in detection.points])

@@ -1,0 +1,205 @@
+"""The coarse and seasonal channels of the record calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.calibration import CalibrationSpec
+from stream.channels import ChannelTable, channel_alerts
+from stream.detect import scorer_for
+from stream.errors import ModelError
+from stream.model import NormalisationSpec, default_model_path, load_model
+from stream.points import Point
+
+DAY = 86_400.0
+STEP = 300.0  # seconds between points: 288 points a day
+NORMALISATION = NormalisationSpec("window_median_ew_mad_asinh", 1000, 1e-6, 1e-9)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(default_model_path())
+
+
+def daily_series(days: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    times = np.arange(days * 288) * STEP
+    values = 10 + 5 * np.sin(2 * np.pi * times / DAY) + rng.normal(0, 0.2, len(times))
+    return times, values
+
+
+def alerts(model, times, values, **calibration) -> np.ndarray:
+    scorer = scorer_for(model, calibration=calibration)
+    points = [
+        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
+    ]
+    scored = []
+    for start in range(0, len(points), 500):
+        scored.extend(scorer.process(points[start : start + 500]).scored)
+    return np.array([p.score for p in scored])
+
+
+def test_weaker_daily_swing_needs_the_channels(model):
+    # Day 9 swings half as far. It starts and ends at the daily mean, so no
+    # point leaves the series' range or jumps, and the point channel's 16
+    # points (80 minutes) look like any other stretch of a sine.
+    times, values = daily_series(10)
+    day9 = slice(8 * 288, 9 * 288)
+    values[day9] = 10 + 0.5 * (values[day9] - 10)
+    threshold = model.metadata.alert.threshold
+    without = alerts(model, times, values, coarse_points=0)
+    with_channels = alerts(model, times, values, coarse_points=12, season_buckets=24)
+
+    assert without[day9].max() < threshold
+    assert with_channels[day9].max() >= threshold
+    # Before the change both agree that the daily pattern is normal.
+    assert with_channels[: 8 * 288].max() < threshold
+
+
+def test_channels_only_raise_alerts_at_block_ends(model):
+    times, values = daily_series(3, seed=1)
+    values[500] += 30.0
+    without = alerts(model, times, values, coarse_points=0)
+    with_channels = alerts(model, times, values, coarse_points=12, season_buckets=24)
+    changed = np.flatnonzero(with_channels != without)
+    assert len(changed) > 0
+    # Point n (1-based) completes a block when n is a multiple of 12.
+    assert np.all((changed + 1) % 12 == 0)
+    assert np.all(with_channels >= without)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 288])
+def test_channel_alerts_do_not_depend_on_batching(model, batch):
+    times, values = daily_series(3, seed=2)
+    values[700:760] += 3.0
+    points = [
+        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
+    ]
+    settings = {"coarse_points": 12, "season_buckets": 24, "warmup_points": 50}
+    whole = scorer_for(model, calibration=settings).process(points).scored
+    scorer = scorer_for(model, calibration=settings)
+    parts = []
+    for start in range(0, len(points), batch):
+        parts.extend(scorer.process(points[start : start + batch]).scored)
+    assert [p.score for p in parts] == [p.score for p in whole]
+    assert max(p.score for p in whole) >= model.metadata.alert.threshold
+
+
+def test_seasonal_residual_compares_the_same_hour_of_the_day_before():
+    spec = CalibrationSpec("record", 2000, warmup_points=0, coarse_points=2)
+    table = ChannelTable(16, 24, capacity=1)
+    table.reset(0)  # as SeriesTable does when a series takes the slot
+    seen = []
+
+    def score(windows):
+        seen.append(windows.copy())
+        return np.zeros_like(windows)
+
+    def feed(times, values):
+        alert = np.zeros(len(values))
+        channel_alerts(
+            table,
+            spec,
+            NORMALISATION,
+            score,
+            np.zeros(len(values), dtype=np.int64),
+            np.asarray(values, dtype=np.float64),
+            np.asarray(times, dtype=np.float64),
+            np.full(len(values), 10),
+            alert,
+        )
+        return alert
+
+    # Blocks ending at 10:30 on day 0 and on day 1 fall into bucket 10.
+    feed([10 * 3600, 10.5 * 3600], [1.0, 3.0])
+    assert table.season[0, 10] == 2.0
+    assert table.season_count[0] == 0
+    feed([DAY + 10 * 3600, DAY + 10.5 * 3600], [5.0, 7.0])
+    assert table.season[0, 10] == 6.0
+    assert table.season_count[0] == 1
+    # The first residual only starts the scale; the second is scaled by it.
+    feed([2 * DAY + 10 * 3600, 2 * DAY + 10.5 * 3600], [4.0, 4.0])
+    assert table.season_count[0] == 2
+    assert table.season_scale[0] == pytest.approx(3.0)
+    assert len(seen) == 3
+    assert table.blocks[0] == 3
+
+
+def test_block_means_survive_batch_boundaries():
+    spec = CalibrationSpec("record", 2000, warmup_points=0, coarse_points=3)
+    table = ChannelTable(16, 0, capacity=2)
+    windows = []
+
+    def score(batch):
+        windows.extend(batch.tolist())
+        return np.zeros_like(batch)
+
+    def feed(slots, values):
+        channel_alerts(
+            table,
+            spec,
+            NORMALISATION,
+            score,
+            np.asarray(slots, dtype=np.int64),
+            np.asarray(values, dtype=np.float64),
+            np.zeros(len(values)),
+            np.full(len(values), 10),
+            np.zeros(len(values)),
+        )
+
+    feed([0, 1, 0], [1.0, 10.0, 2.0])
+    assert table.blocks.tolist() == [0, 0]
+    feed([0, 1, 1], [6.0, 20.0, 30.0])
+    assert table.blocks.tolist() == [1, 1]
+    assert table.means[0, -1] == 3.0
+    assert table.means[1, -1] == 20.0
+    assert len(windows) == 2
+
+
+def test_state_of_the_previous_format_restores_without_channel_state(model):
+    times, values = daily_series(2)
+    points = [
+        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
+    ]
+    plain = scorer_for(model, calibration={"coarse_points": 0})
+    plain.process(points)
+    old_format = bytearray(plain.table.export_state("s"))
+    old_format[0] = 2
+
+    scorer = scorer_for(model, calibration={"coarse_points": 12, "season_buckets": 24})
+    scorer.process(points[:100])
+    scorer.table.import_state("s", bytes(old_format), now=0.0)
+    slot = scorer.table.slot_of["s"]
+    assert scorer.table.count[slot] == len(points)
+    assert scorer.table.channels.blocks[slot] == 0
+    assert np.isnan(scorer.table.channels.season[slot]).all()
+
+
+def test_reload_refuses_other_channel_settings(model, tmp_path):
+    import json
+    import shutil
+
+    for name in ("model.onnx", "model.onnx.json"):
+        shutil.copy(default_model_path().parent / name, tmp_path / name)
+    metadata = json.loads((tmp_path / "model.onnx.json").read_text())
+    metadata["alert"]["calibration"]["coarse_points"] = 24
+    (tmp_path / "model.onnx.json").write_text(json.dumps(metadata))
+    other = load_model(tmp_path / "model.onnx.json")
+    scorer = scorer_for(model, calibration={"coarse_points": 12})
+    with pytest.raises(ValueError, match="coarse or seasonal channels"):
+        scorer.replace_model(other)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("coarse_points", 1),
+        ("coarse_points", -12),
+        ("coarse_points", 2.5),
+        ("season_buckets", 5000),
+    ],
+)
+def test_invalid_channel_settings_name_the_value(name, value):
+    with pytest.raises(ModelError, match=f"{name}={value!r}"):
+        CalibrationSpec.from_metadata({"method": "record", name: value})
