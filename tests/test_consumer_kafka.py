@@ -249,7 +249,7 @@ async def test_invalid_messages_go_to_dlq(
     )
     dead = await read_all(kafka_bootstrap, topics["dlq"], expected=len(bad))
     assert len(dead) == len(bad)
-    for record, (key, value), reason in zip(dead, bad, reasons, strict=True):
+    for record, (_key, value), reason in zip(dead, bad, reasons, strict=True):
         headers = dict(record.headers)
         assert headers["anomalybert.reason"].decode() == reason
         assert headers["anomalybert.source.topic"].decode() == topics["input"]
