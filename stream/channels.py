@@ -25,9 +25,10 @@ completes a block takes the largest of its point alert and the two channel
 alerts. Both channels stay silent during the point warm-up, and the seasonal
 one also during its first ``warmup_points // coarse_points`` residuals.
 
-Per series the channels keep the block sum (float64), the last
-``window_size`` block means and one mean per bucket (float32), and seven
-smaller scalars: 196 bytes with a 16-point window and 24 buckets.
+Per series the channels keep the block sum and the newest block mean
+(float64), the last ``window_size`` block means and one mean per bucket (as
+float32 offsets from the newest mean), and seven smaller scalars: 204 bytes
+with a 16-point window and 24 buckets.
 """
 
 from __future__ import annotations
@@ -44,9 +45,14 @@ from stream.normalise import normalise_windows
 SEASON_SECONDS = 86_400.0
 # The records never fall below this, as in the point channel.
 RECORD_FLOOR = 1e-6
-# block sum, block points, blocks, coarse scale, coarse record, seasonal scale,
-# seasonal residual count, seasonal record
-_HEAD = struct.Struct("<dqqdddqd")
+# Block means are stored as float32 offsets from the newest block mean (float64),
+# so a series far from 0 keeps the precision of its changes. Offsets beyond this
+# are clipped, which keeps values up to the accepted 1e300 finite.
+OFFSET_LIMIT = 1e38
+SIGNAL_LIMIT = 1e30
+# block sum, newest block mean, block points, blocks, coarse scale, coarse
+# record, seasonal scale, seasonal residual count, seasonal record
+_HEAD = struct.Struct("<ddqqdddqd")
 
 
 class ChannelTable:
@@ -58,8 +64,10 @@ class ChannelTable:
         self._allocate(capacity)
 
     def _allocate(self, capacity: int) -> None:
-        # Only the block sum needs float64: it adds up raw values exactly.
+        # The block sum and the newest mean keep float64 precision; the means
+        # and buckets are float32 offsets from the newest mean.
         self.block_sum = np.zeros(capacity)
+        self.base = np.zeros(capacity)
         self.block_points = np.zeros(capacity, dtype=np.int32)
         self.blocks = np.zeros(capacity, dtype=np.int32)
         self.means = np.zeros((capacity, self.window_size), dtype=np.float32)
@@ -73,8 +81,8 @@ class ChannelTable:
         self.season_record = np.zeros(capacity, dtype=np.float32)
 
     _ARRAYS = (
-        "block_sum block_points blocks means scale record season season_scale "
-        "season_count season_record"
+        "block_sum base block_points blocks means scale record season "
+        "season_scale season_count season_record"
     ).split()
 
     def grow(self, capacity: int) -> None:
@@ -96,6 +104,7 @@ class ChannelTable:
     def export_state(self, slot: int) -> bytes:
         head = _HEAD.pack(
             float(self.block_sum[slot]),
+            float(self.base[slot]),
             int(self.block_points[slot]),
             int(self.blocks[slot]),
             float(self.scale[slot]),
@@ -114,6 +123,7 @@ class ChannelTable:
             return
         (
             self.block_sum[slot],
+            self.base[slot],
             self.block_points[slot],
             self.blocks[slot],
             self.scale[slot],
@@ -173,13 +183,17 @@ def channel_alerts(
     for i, (position, slot, mean) in enumerate(completed):
         means = table.means[slot]
         if table.blocks[slot] == 0:
-            means[:] = mean
+            means[:] = 0.0
         else:
-            means[:-1] = means[1:]
-            means[-1] = mean
+            # Rebase the stored offsets on the new mean.
+            shift = float(table.base[slot]) - mean
+            means[:-1] = _offsets(means[1:], shift)
+            means[-1] = 0.0
+            table.season[slot] = _offsets(table.season[slot], shift)
+        table.base[slot] = mean
         table.blocks[slot] += 1
         windows[i : i + 1], table.scale[slot : slot + 1] = normalise_windows(
-            means[None, :].astype(np.float64),
+            means[None, :].astype(np.float64) + mean,
             table.scale[slot : slot + 1],
             table.blocks[slot : slot + 1].astype(np.float64),
             scale_horizon,
@@ -188,7 +202,7 @@ def channel_alerts(
         )
         if table.buckets:
             residuals[i] = _seasonal_residual(
-                table, slot, mean, float(times[position]), horizon
+                table, slot, float(times[position]), horizon
             )
             residual_counts[i] = table.season_count[slot]
 
@@ -209,17 +223,25 @@ def channel_alerts(
     return len(completed)
 
 
+def _offsets(offsets: np.ndarray, shift: float) -> np.ndarray:
+    """Add ``shift`` in float64 and clip into float32 range; NaN (an empty bucket) stays NaN."""
+    return np.clip(offsets.astype(np.float64) + shift, -OFFSET_LIMIT, OFFSET_LIMIT)
+
+
 def _seasonal_residual(
-    table: ChannelTable, slot: int, mean: float, end_time: float, horizon: int
+    table: ChannelTable, slot: int, end_time: float, horizon: int
 ) -> float:
-    """Compare a block with the last one of its bucket; return the scaled residual."""
+    """Compare the newest block with the last one of its bucket; return the scaled residual.
+
+    The buckets hold offsets from the newest block mean, so the newest block is 0.
+    """
     bucket = int((end_time % SEASON_SECONDS) // (SEASON_SECONDS / table.buckets))
     bucket = min(bucket, table.buckets - 1)
     previous = float(table.season[slot, bucket])
-    table.season[slot, bucket] = mean
+    table.season[slot, bucket] = 0.0
     if np.isnan(previous):
         return 0.0
-    residual = abs(mean - previous)
+    residual = abs(previous)
     count = int(table.season_count[slot]) + 1
     table.season_count[slot] = count
     scale = float(table.season_scale[slot])
@@ -230,6 +252,9 @@ def _seasonal_residual(
 
 
 def _record_alert(records: np.ndarray, slot: int, signal: float, keep: float) -> float:
+    # The records are float32. A residual of a value near 1e300 against a small
+    # scale would overflow them to inf and silence the channel for good.
+    signal = min(signal, SIGNAL_LIMIT)
     record = max(float(records[slot]), RECORD_FLOOR)
     records[slot] = max(signal, record * keep, RECORD_FLOOR)
     return signal / (signal + record)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream.calibration import CalibrationSpec
 from stream.channels import ChannelTable, channel_alerts
@@ -112,12 +114,16 @@ def test_seasonal_residual_compares_the_same_hour_of_the_day_before():
         return alert
 
     # Blocks ending at 10:30 on day 0 and on day 1 fall into bucket 10.
+    # Buckets hold offsets from the newest block mean (table.base).
     feed([10 * 3600, 10.5 * 3600], [1.0, 3.0])
-    assert table.season[0, 10] == 2.0
+    assert table.base[0] == 2.0
+    assert table.season[0, 10] == 0.0
     assert table.season_count[0] == 0
     feed([DAY + 10 * 3600, DAY + 10.5 * 3600], [5.0, 7.0])
-    assert table.season[0, 10] == 6.0
+    assert table.base[0] == 6.0
+    assert table.season[0, 10] == 0.0
     assert table.season_count[0] == 1
+    assert table.season_scale[0] == pytest.approx(4.0)
     # The first residual only starts the scale; the second is scaled by it.
     feed([2 * DAY + 10 * 3600, 2 * DAY + 10.5 * 3600], [4.0, 4.0])
     assert table.season_count[0] == 2
@@ -152,9 +158,56 @@ def test_block_means_survive_batch_boundaries():
     assert table.blocks.tolist() == [0, 0]
     feed([0, 1, 1], [6.0, 20.0, 30.0])
     assert table.blocks.tolist() == [1, 1]
-    assert table.means[0, -1] == 3.0
-    assert table.means[1, -1] == 20.0
+    assert table.base.tolist() == [3.0, 20.0]
+    assert table.means[:, -1].tolist() == [0.0, 0.0]
     assert len(windows) == 2
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_extreme_values_keep_alerts_finite(model):
+    times, values = daily_series(3, seed=3)
+    values[300:340] = 1e300
+    values[340:380] = -1e300
+    values[380:400] = 1e-300
+    scores = alerts(model, times, values, coarse_points=12, season_buckets=24)
+    assert np.isfinite(scores).all()
+    assert scores.min() >= 0.0
+    assert scores.max() <= 1.0
+    # Two days later the series scores normal points low again.
+    assert scores[-100:].max() < model.metadata.alert.threshold
+
+
+def test_offsets_keep_small_changes_of_large_values():
+    # Without the relative floor, the normalised coarse windows of a series and
+    # of the same series shifted by 1e9 must match: float32 alone resolves 1e9
+    # only to 64.
+    spec = CalibrationSpec("record", 2000, warmup_points=0, coarse_points=4)
+    normalisation = NormalisationSpec("window_median_ew_mad_asinh", 1000, 0.0, 1e-9)
+    times, values = daily_series(1, seed=5)
+
+    def coarse_windows(offset: float) -> np.ndarray:
+        table = ChannelTable(16, 24, capacity=1)
+        table.reset(0)
+        windows = []
+
+        def score(batch):
+            windows.append(batch.copy())
+            return np.zeros_like(batch)
+
+        channel_alerts(
+            table,
+            spec,
+            normalisation,
+            score,
+            np.zeros(len(values), dtype=np.int64),
+            values + offset,
+            times,
+            np.full(len(values), 10),
+            np.zeros(len(values)),
+        )
+        return np.concatenate(windows)
+
+    np.testing.assert_allclose(coarse_windows(1e9), coarse_windows(0.0), atol=1e-4)
 
 
 def test_state_of_the_previous_format_restores_without_channel_state(model):
@@ -203,3 +256,25 @@ def test_reload_refuses_other_channel_settings(model, tmp_path):
 def test_invalid_channel_settings_name_the_value(name, value):
     with pytest.raises(ModelError, match=f"{name}={value!r}"):
         CalibrationSpec.from_metadata({"method": "record", name: value})
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.floats(min_value=-1e300, max_value=1e300, allow_nan=False),
+        min_size=1,
+        max_size=80,
+    )
+)
+def test_any_finite_values_give_alerts_in_range(model, values):
+    times = np.arange(len(values)) * STEP
+    scores = alerts(
+        model,
+        times,
+        np.array(values),
+        coarse_points=2,
+        season_buckets=24,
+        warmup_points=0,
+    )
+    assert np.isfinite(scores).all()
+    assert ((scores >= 0.0) & (scores <= 1.0)).all()
