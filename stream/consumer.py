@@ -48,6 +48,11 @@ EVICTION_INTERVAL_SECONDS = 60.0
 # A record to produce: topic, key, value, headers and partition (None: by key).
 Message = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]], int | None]
 MAX_RETRY_DELAY_SECONDS = 30.0
+PRODUCER_STOP_TIMEOUT_SECONDS = 10.0
+
+
+class TransactionTimeout(Exception):
+    """A partition's transaction did not end within its timeout."""
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -315,19 +320,22 @@ class AnomalyConsumer:
             self.metrics.active_series.set(self.scorer.active_series)
         if self._exactly_once:
             for tp in new:
-                prefix = self.settings.transactional_id_prefix or self.settings.group_id
-                transactional_id = f"{prefix}-{tp.topic}-{tp.partition}"
-                producer = AIOKafkaProducer(
-                    transactional_id=transactional_id,
-                    acks="all",
-                    enable_idempotence=True,
-                    linger_ms=5,
-                    **self.settings.kafka_options(),
-                )
-                # Starting a producer with this id fences any older one with it.
-                await producer.start()
-                self._transactional[tp.partition] = producer
-                logger.info("transactional producer %s started", transactional_id)
+                self._transactional[tp.partition] = await self._start_transactional(tp)
+
+    async def _start_transactional(self, tp: TopicPartition) -> AIOKafkaProducer:
+        prefix = self.settings.transactional_id_prefix or self.settings.group_id
+        transactional_id = f"{prefix}-{tp.topic}-{tp.partition}"
+        producer = AIOKafkaProducer(
+            transactional_id=transactional_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            **self.settings.kafka_options(),
+        )
+        # Starting a producer with this id fences any older one with it.
+        await producer.start()
+        logger.info("transactional producer %s started", transactional_id)
+        return producer
 
     async def _release(self, revoked: set[TopicPartition]) -> None:
         """Drop the state and producers of revoked partitions."""
@@ -462,22 +470,39 @@ class AnomalyConsumer:
             raise AnomalyBertError(
                 f"no transactional producer for {tp.topic}[{tp.partition}]"
             )
+        # aiokafka waits for a transaction's end without a timeout, and its
+        # sender can stay stuck on a coordinator after a broker change
+        # (github.com/aio-libs/aiokafka/issues/1145). The transaction runs as a
+        # task so that a stuck one can be left behind.
+        task = asyncio.ensure_future(
+            self._run_transaction(producer, tp, messages, offset)
+        )
+        # A task left behind after a timeout may fail later; retrieving its
+        # exception keeps asyncio from logging it as never retrieved.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        timeout = self.settings.transaction_timeout_seconds
         try:
-            async with producer.transaction():
-                futures = [
-                    await producer.send(
-                        topic,
-                        value=value,
-                        key=key,
-                        headers=headers,
-                        partition=partition,
-                    )
-                    for topic, key, value, headers, partition in messages
-                ]
-                await asyncio.gather(*futures)
-                await producer.send_offsets_to_transaction(
-                    {tp: offset}, self.settings.group_id
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                raise TransactionTimeout(
+                    f"it did not end within {timeout:g} s "
+                    "(ANOMALYBERT_TRANSACTION_TIMEOUT_SECONDS)"
                 )
+            task.result()
+        except TransactionTimeout as exc:
+            self.metrics.transactions.labels(outcome="aborted").inc()
+            logger.error(
+                "transaction for %s[%d] up to offset %d timed out (%s); replacing its "
+                "producer and reprocessing from the committed offset",
+                tp.topic,
+                tp.partition,
+                offset,
+                exc,
+            )
+            task.cancel()
+            await self._replace_producer(tp)
+            await self._rewind(tp)
+            return
         except ProducerFenced as exc:
             self.metrics.transactions.labels(outcome="aborted").inc()
             raise AnomalyBertError(
@@ -502,6 +527,47 @@ class AnomalyConsumer:
             sum(1 for m in messages if m[0] == self.settings.output_topic)
         )
 
+    async def _run_transaction(
+        self,
+        producer: AIOKafkaProducer,
+        tp: TopicPartition,
+        messages: list[Message],
+        offset: int,
+    ) -> None:
+        async with producer.transaction():
+            futures = [
+                await producer.send(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    partition=partition,
+                )
+                for topic, key, value, headers, partition in messages
+            ]
+            await asyncio.gather(*futures)
+            await producer.send_offsets_to_transaction(
+                {tp: offset}, self.settings.group_id
+            )
+
+    async def _replace_producer(self, tp: TopicPartition) -> None:
+        """Stop a partition's transactional producer and start a new one with its id.
+
+        Starting the new producer fences the old one, and the broker aborts the
+        old producer's open transaction.
+        """
+        old = self._transactional.pop(tp.partition)
+        try:
+            await asyncio.wait_for(old.stop(), PRODUCER_STOP_TIMEOUT_SECONDS)
+        except (TimeoutError, KafkaError) as exc:
+            logger.warning(
+                "the old transactional producer of %s[%d] did not stop cleanly: %s",
+                tp.topic,
+                tp.partition,
+                exc,
+            )
+        self._transactional[tp.partition] = await self._start_transactional(tp)
+
     async def _rewind(self, tp: TopicPartition) -> None:
         """Reset a partition to its last committed transaction: state and position."""
         assert self._consumer is not None and self.changelog is not None
@@ -511,7 +577,10 @@ class AnomalyConsumer:
             [tp.partition], self.scorer, {tp.partition: committed}
         )
         if committed is None:
-            await self._consumer.seek_to_committed(tp)
+            # Nothing committed yet: the partition starts where a new group
+            # starts (auto_offset_reset="earliest"). seek_to_committed would
+            # leave the position after the aborted records and skip them.
+            await self._consumer.seek_to_beginning(tp)
         else:
             self._consumer.seek(tp, committed)
 

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         None,
         description="prefix of the transactional ids, one per input partition, with exactly_once (default: GROUP_ID)",
     )
+    transaction_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="with exactly_once, how long one partition's transaction may take before it is given up, its producer replaced and the partition reprocessed from the committed offset",
+    )
     model_path: Path = Field(
         default_factory=default_model_path,
         description="model.onnx.json of the model to load (its SHA-256 is checked)",

@@ -132,10 +132,18 @@ async def produce(
         await producer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list:
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    idle_s: float = 2.0,
+    isolation_level: str = "read_uncommitted",
+) -> list:
     """Read a topic from the start until no record arrives for ``idle_s``."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        isolation_level=isolation_level,
     )
     await consumer.start()
     records = []
@@ -393,6 +401,59 @@ async def test_broker_restart_loses_nothing(running_broker, model_path, caplog):
     assert set(got) <= want
     dead = await read_topic(bootstrap, topics["dlq"], idle_s=1.0)
     assert dead == []
+
+
+@pytest.mark.kafka
+async def test_stuck_transaction_is_replaced(
+    running_broker, model_path, caplog, monkeypatch
+):
+    caplog.set_level(logging.INFO)
+    bootstrap = running_broker.bootstrap
+    topics = await create_topics(bootstrap)
+    settings = settings_for(
+        bootstrap,
+        topics,
+        model_path,
+        max_batch_points=50,
+        processing_guarantee="exactly_once",
+        transaction_timeout_seconds=2,
+    )
+    # The first commit never ends, as when aiokafka's sender is stuck on a
+    # transaction coordinator; later commits go through.
+    original_commit = AIOKafkaProducer.commit_transaction
+    hangs = []
+
+    async def commit_or_hang(self):  # type: ignore[no-untyped-def]
+        if not hangs:
+            hangs.append(self)
+            await asyncio.Event().wait()
+        await original_commit(self)
+
+    monkeypatch.setattr(AIOKafkaProducer, "commit_transaction", commit_or_hang)
+    values = {"stuck": series_values(300, 7)}
+    await produce(bootstrap, topics["input"], point_messages("stuck", values["stuck"]))
+
+    runner = RunningConsumer(settings)
+    async with runner:
+        deadline = time.monotonic() + 90
+        while (
+            await committed_offsets(bootstrap, settings.group_id, topics["input"])
+        ) != [300]:
+            assert time.monotonic() < deadline, "the input was not committed in 90 s"
+            await asyncio.sleep(0.5)
+
+    assert len(hangs) == 1
+    assert "timed out" in caplog.text
+    assert caplog.text.count("transactional producer") >= 2
+    # The stuck transaction's records were aborted by the replacement producer:
+    # a read_committed reader sees every anomaly once.
+    records = await read_topic(
+        bootstrap, topics["output"], isolation_level="read_committed"
+    )
+    got = published(records)
+    want = expected_anomalies(model_path, values)
+    assert want, "the series has no anomalies to check"
+    assert sorted(got) == sorted(want)
 
 
 # --- Input topic changes while running -----------------------------------------
