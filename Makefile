@@ -14,12 +14,17 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,train,plot]'
 	touch $@
 
+# The demo and the CLI need neither the test tools nor PyTorch.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[plot]'
+	touch $@
+
 setup: $(VENV)/.installed
 
 test: setup
 	$(BIN)/python -m pytest -q
 
-demo: setup
+demo: $(VENV)/.installed-run
 	$(BIN)/python deploy/demo.py
 
 lint: setup

@@ -218,13 +218,14 @@ def settings_help() -> str:
         default = field.get_default(call_default_factory=True)
         if isinstance(default, StrEnum):
             default = default.value
-        shown = (
-            "(from the model)"
-            if default is None and name in ("threshold", "lag_points")
-            else default
-        )
+        shown = default
         if name == "sasl_password":
             shown = "(unset)"
         lines.append(f"  ANOMALYBERT_{name.upper()}")
-        lines.append(f"      {field.description} [default: {shown}]")
+        description = field.description or ""
+        if "(default:" in description:
+            # The description already states the default in words.
+            lines.append(f"      {description}")
+        else:
+            lines.append(f"      {description} [default: {shown}]")
     return "\n".join(lines)
