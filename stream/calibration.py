@@ -89,12 +89,36 @@ class CalibrationSpec:
             ("season_buckets", 1, 1440),
         ):
             value = getattr(spec, name)
-            if value != 0 and not (isinstance(value, int) and low <= value <= high):
+            if value != 0 and not (_whole(value) and low <= value <= high):
                 raise ModelError(
                     f"alert calibration {name}={value!r} is invalid; use 0 (off) "
                     f"or a whole number from {low} to {high}"
                 )
+        for name, low in (
+            ("horizon_points", 1),
+            ("short_points", 1),
+            ("warmup_points", 0),
+        ):
+            value = getattr(spec, name)
+            if not (_whole(value) and value >= low):
+                raise ModelError(
+                    f"alert calibration {name}={value!r} is invalid; use a whole "
+                    f"number of at least {low}"
+                )
+        for name in ("min_std", "range_tolerance"):
+            value = getattr(spec, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and value >= 0):
+                raise ModelError(
+                    f"alert calibration {name}={value!r} is invalid; use a number "
+                    "of at least 0"
+                )
         return spec
+
+
+def _whole(value: object) -> bool:
+    """Tell whether ``value`` is an int and not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def calibrate(

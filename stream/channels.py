@@ -22,8 +22,10 @@ block arrives:
 Each signal gets its own record, decaying over ``horizon_points //
 coarse_points`` blocks, and its alert is ``x / (x + record)``. The point that
 completes a block takes the largest of its point alert and the two channel
-alerts. Both channels stay silent during the point warm-up, and the seasonal
-one also during its first ``warmup_points // coarse_points`` residuals.
+alerts. Both channels stay silent during the point warm-up and during their
+first ``warmup_points // coarse_points`` blocks (the seasonal channel:
+residuals), so channels that start afresh on a restored series do not alert
+on an empty record.
 
 Per series the channels keep the block sum and the newest block mean
 (float64), the last ``window_size`` block means and one mean per bucket (as
@@ -48,18 +50,26 @@ RECORD_FLOOR = 1e-6
 # Block means are stored as float32 offsets from the newest block mean (float64),
 # so a series far from 0 keeps the precision of its changes. Offsets beyond this
 # are clipped, which keeps values up to the accepted 1e300 finite.
+# NOTE: a series whose block means change by more than this from one block to
+# the next gets clipped coarse windows, and its coarse alerts sit near 0.5.
 OFFSET_LIMIT = 1e38
 SIGNAL_LIMIT = 1e30
-# block sum, newest block mean, block points, blocks, coarse scale, coarse
-# record, seasonal scale, seasonal residual count, seasonal record
-_HEAD = struct.Struct("<ddqqdddqd")
+# coarse_points, buckets, block sum, newest block mean, block points, blocks,
+# coarse scale, coarse record, seasonal scale, seasonal residual count,
+# seasonal record
+_HEAD = struct.Struct("<qqddqqdddqd")
+_INT32_MAX = 2**31 - 1
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ChannelTable:
     """Per-slot state of the coarse and seasonal channels."""
 
-    def __init__(self, window_size: int, buckets: int, capacity: int) -> None:
+    def __init__(
+        self, window_size: int, coarse_points: int, buckets: int, capacity: int
+    ) -> None:
         self.window_size = window_size
+        self.coarse_points = coarse_points
         self.buckets = buckets
         self._allocate(capacity)
 
@@ -103,6 +113,8 @@ class ChannelTable:
 
     def export_state(self, slot: int) -> bytes:
         head = _HEAD.pack(
+            self.coarse_points,
+            self.buckets,
             float(self.block_sum[slot]),
             float(self.base[slot]),
             int(self.block_points[slot]),
@@ -116,11 +128,51 @@ class ChannelTable:
         arrays = np.concatenate([self.means[slot], self.season[slot]])
         return head + arrays.astype("<f4").tobytes()
 
-    def import_state(self, slot: int, data: bytes) -> None:
-        """Set a slot from :meth:`export_state` bytes; empty ``data`` starts afresh."""
-        if not data:
+    def decode_state(self, data: bytes) -> tuple | None:
+        """Check :meth:`export_state` bytes for :meth:`import_state`.
+
+        Returns None for state written with other channel settings (or none),
+        which the series drops. Raises ValueError for values that the channels
+        could not have written.
+        """
+        if len(data) != self.state_size:
+            return None
+        head = _HEAD.unpack(data[: _HEAD.size])
+        if head[:2] != (self.coarse_points, self.buckets):
+            return None
+        _, _, block_sum, base, block_points, blocks = head[:6]
+        scale, record, season_scale, season_count, season_record = head[6:]
+        arrays = np.frombuffer(data, dtype="<f4", offset=_HEAD.size)
+        means, season = arrays[: self.window_size], arrays[self.window_size :]
+        problems = []
+        if not 0 <= block_points < self.coarse_points:
+            problems.append(f"block points {block_points}")
+        for name, count in (("blocks", blocks), ("residual count", season_count)):
+            if not 0 <= count <= _INT32_MAX:
+                problems.append(f"{name} {count}")
+        for name, value in (("block sum", block_sum), ("newest mean", base)):
+            if not np.isfinite(value):
+                problems.append(f"{name} {value!r}")
+        for name, value in (
+            ("coarse scale", scale),
+            ("coarse record", record),
+            ("seasonal scale", season_scale),
+            ("seasonal record", season_record),
+        ):
+            if not 0.0 <= value <= _FLOAT32_MAX:
+                problems.append(f"{name} {value!r}")
+        if not np.isfinite(means).all() or np.isinf(season).any():
+            problems.append("non-finite block means")
+        if problems:
+            raise ValueError("invalid channel state: " + ", ".join(problems))
+        return head[2:], means, season
+
+    def import_state(self, slot: int, decoded: tuple | None) -> None:
+        """Set a slot from :meth:`decode_state` output; None starts afresh."""
+        if decoded is None:
             self.reset(slot)
             return
+        scalars, means, season = decoded
         (
             self.block_sum[slot],
             self.base[slot],
@@ -131,10 +183,17 @@ class ChannelTable:
             self.season_scale[slot],
             self.season_count[slot],
             self.season_record[slot],
-        ) = _HEAD.unpack(data[: _HEAD.size])
-        arrays = np.frombuffer(data, dtype="<f4", offset=_HEAD.size)
-        self.means[slot] = arrays[: self.window_size]
-        self.season[slot] = arrays[self.window_size :]
+        ) = scalars
+        self.means[slot] = means
+        self.season[slot] = season
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Copy every array, for :meth:`restore`."""
+        return {name: getattr(self, name).copy() for name in self._ARRAYS}
+
+    def restore(self, snapshot: dict[str, np.ndarray]) -> None:
+        for name, array in snapshot.items():
+            setattr(self, name, array)
 
 
 def channel_alerts(
@@ -178,7 +237,9 @@ def channel_alerts(
     scale_horizon = max(1, normalisation.horizon_points // k)
     windows = np.empty((len(completed), table.window_size), dtype=np.float32)
     residuals = np.zeros(len(completed))
-    # Residuals the seasonal channel had seen at each block, for its warm-up.
+    # Blocks and residuals each channel had seen at each block, for their
+    # warm-ups.
+    block_counts = np.zeros(len(completed), dtype=np.int64)
     residual_counts = np.zeros(len(completed), dtype=np.int64)
     for i, (position, slot, mean) in enumerate(completed):
         means = table.means[slot]
@@ -192,6 +253,7 @@ def channel_alerts(
             table.season[slot] = _offsets(table.season[slot], shift)
         table.base[slot] = mean
         table.blocks[slot] += 1
+        block_counts[i] = table.blocks[slot]
         windows[i : i + 1], table.scale[slot : slot + 1] = normalise_windows(
             means[None, :].astype(np.float64) + mean,
             table.scale[slot : slot + 1],
@@ -210,13 +272,16 @@ def channel_alerts(
     signals = raw * np.abs(windows[:, -1].astype(np.float64))
     keep = 1.0 - 1.0 / horizon
     warm = spec.warmup_points
-    # The seasonal channel starts a day after the series, so it gets its own
-    # warm-up, the same length in blocks as the point warm-up.
-    warm_residuals = warm // k
+    # Each channel has its own warm-up, the same length in blocks as the point
+    # warm-up: the seasonal channel starts a day after the series, and both
+    # start afresh when restored state had none of theirs.
+    warm_blocks = warm // k
     for i, (position, slot, _mean) in enumerate(completed):
         coarse = _record_alert(table.record, slot, float(signals[i]), keep)
         seasonal = _record_alert(table.season_record, slot, float(residuals[i]), keep)
-        if residual_counts[i] <= warm_residuals:
+        if block_counts[i] <= warm_blocks:
+            coarse = 0.0
+        if residual_counts[i] <= warm_blocks:
             seasonal = 0.0
         if n_scored[position] > warm:
             alert[position] = max(float(alert[position]), coarse, seasonal)

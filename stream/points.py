@@ -136,8 +136,14 @@ def check_value_range(value: float, raw: object = None) -> None:
 
 
 def format_timestamp(seconds: float) -> str:
-    """Format epoch seconds as ISO-8601 UTC, with microseconds only when present."""
-    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    """Format epoch seconds as ISO-8601 UTC, with microseconds only when present.
+
+    Seconds beyond the years datetime can hold come back as a plain number.
+    """
+    try:
+        moment = datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds!r} s"
     text = moment.isoformat(
         timespec="microseconds" if moment.microsecond else "seconds"
     )

@@ -108,10 +108,10 @@ def _channel_settings(spec: CalibrationSpec) -> tuple[int, int]:
     return (spec.coarse_points, spec.season_buckets if spec.coarse_points else 0)
 
 
-def _season_buckets(spec: CalibrationSpec) -> int | None:
-    """Bucket count of the channels' state, or None when the channels are off."""
-    coarse, buckets = _channel_settings(spec)
-    return buckets if coarse else None
+def _channel_table_settings(spec: CalibrationSpec) -> tuple[int, int] | None:
+    """(coarse_points, season_buckets) of the channels' state, or None when off."""
+    settings = _channel_settings(spec)
+    return settings if settings[0] else None
 
 
 @dataclass(frozen=True)
@@ -177,18 +177,19 @@ class SeriesTable:
     """Array-backed state of every series, one slot per series."""
 
     def __init__(
-        self, window_size: int, capacity: int, season_buckets: int | None = None
+        self,
+        window_size: int,
+        capacity: int,
+        channels: tuple[int, int] | None = None,
     ) -> None:
-        """``season_buckets`` None leaves out the coarse and seasonal channels."""
+        """``channels`` is (coarse_points, season_buckets), or None to leave them out."""
         self.window_size = window_size
         self.slot_of: dict[str, int] = {}
         self.series_of: list[str | None] = []
         self._free: list[int] = []
         self._allocate(capacity)
         self.channels = (
-            None
-            if season_buckets is None
-            else ChannelTable(window_size, season_buckets, capacity)
+            None if channels is None else ChannelTable(window_size, *channels, capacity)
         )
 
     def _allocate(self, capacity: int) -> None:
@@ -294,7 +295,8 @@ class SeriesTable:
         """Set a series' state from :meth:`export_state` bytes, adding it if new.
 
         Channel state written with other channel settings, or none (format 2),
-        is dropped and the series' channels start afresh.
+        is dropped and the series' channels start afresh. Raises ValueError,
+        and changes nothing, for bytes that this class could not have written.
         """
         expected = _STATE_HEAD.size + 3 * self.window_size * 8
         version = data[0] if data else None
@@ -323,6 +325,27 @@ class SeriesTable:
             in_episode,
         ) = _STATE_HEAD.unpack(data[: _STATE_HEAD.size])
         arrays = np.frombuffer(data[:expected], dtype="<f8", offset=_STATE_HEAD.size)
+        floats = (scale, mean, var, short, record, low, high)
+        if (
+            not 0 <= count
+            or not 0 <= below <= np.iinfo(np.int32).max
+            or in_episode > 1
+            or not np.isfinite(floats).all()
+            or not np.isfinite(arrays).all()
+        ):
+            raise ValueError(
+                f"state of series {series!r} contains values the scorer cannot have "
+                f"written (count {count}, below {below}, episode flag {in_episode}, "
+                "or a non-finite number)"
+            )
+        try:
+            channels = (
+                None
+                if self.channels is None
+                else self.channels.decode_state(channel_data)
+            )
+        except ValueError as exc:
+            raise ValueError(f"state of series {series!r}: {exc}") from exc
         slot = self.slot_of.get(series)
         if slot is None:
             slot = self.add(series)
@@ -342,8 +365,7 @@ class SeriesTable:
         self.in_episode[slot] = in_episode
         self.last_seen[slot] = now
         if self.channels is not None:
-            matches = len(channel_data) == self.channels.state_size
-            self.channels.import_state(slot, channel_data if matches else b"")
+            self.channels.import_state(slot, channels)
 
     def used_slots(self) -> np.ndarray:
         return np.fromiter(
@@ -394,7 +416,7 @@ class StreamScorer:
         self.table = SeriesTable(
             meta.window_size,
             settings.initial_capacity,
-            _season_buckets(self.calibration),
+            _channel_table_settings(self.calibration),
         )
         self.evicted_total = 0
         # Series evicted since the caller last cleared this list (the consumer
@@ -907,6 +929,16 @@ class StreamScorer:
         flushed: list[ScoredPoint] = []
         if lag == 0:
             return flushed
+        # Flushing scores the waiting points as if their series ended, and the
+        # later points of a stream score them again, so the calibration,
+        # episode and channel state go back to what they were afterwards.
+        saved = {
+            name: getattr(self.table, name).copy()
+            for name in ("cal_mean", "cal_var", "cal_short", "below", "in_episode")
+        }
+        saved_channels = (
+            None if self.table.channels is None else self.table.channels.snapshot()
+        )
         # (series, slot, position, raw score, point alert) of each waiting point
         pending: list[tuple[str, int, int, float, float]] = []
         slots: list[int] = []
@@ -979,6 +1011,14 @@ class StreamScorer:
                     input_index=-1,
                 )
             )
+        t.cal_mean[:], t.cal_var[:], t.cal_short[:] = (
+            saved["cal_mean"],
+            saved["cal_var"],
+            saved["cal_short"],
+        )
+        t.below[:], t.in_episode[:] = saved["below"], saved["in_episode"]
+        if saved_channels is not None:
+            t.channels.restore(saved_channels)
         return flushed
 
     def evict_idle(self, now: float, max_idle_seconds: float) -> int:

@@ -90,7 +90,7 @@ def test_channel_alerts_do_not_depend_on_batching(model, batch):
 
 def test_seasonal_residual_compares_the_same_hour_of_the_day_before():
     spec = CalibrationSpec("record", 2000, warmup_points=0, coarse_points=2)
-    table = ChannelTable(16, 24, capacity=1)
+    table = ChannelTable(16, 2, 24, capacity=1)
     table.reset(0)  # as SeriesTable does when a series takes the slot
     seen = []
 
@@ -134,7 +134,7 @@ def test_seasonal_residual_compares_the_same_hour_of_the_day_before():
 
 def test_block_means_survive_batch_boundaries():
     spec = CalibrationSpec("record", 2000, warmup_points=0, coarse_points=3)
-    table = ChannelTable(16, 0, capacity=2)
+    table = ChannelTable(16, 3, 0, capacity=2)
     windows = []
 
     def score(batch):
@@ -186,7 +186,7 @@ def test_offsets_keep_small_changes_of_large_values():
     times, values = daily_series(1, seed=5)
 
     def coarse_windows(offset: float) -> np.ndarray:
-        table = ChannelTable(16, 24, capacity=1)
+        table = ChannelTable(16, 4, 24, capacity=1)
         table.reset(0)
         windows = []
 
@@ -210,23 +210,92 @@ def test_offsets_keep_small_changes_of_large_values():
     np.testing.assert_allclose(coarse_windows(1e9), coarse_windows(0.0), atol=1e-4)
 
 
+CHANNELS = {"coarse_points": 12, "season_buckets": 24}
+
+
 def test_state_of_the_previous_format_restores_without_channel_state(model):
+    times, values = daily_series(6)
+    points = [
+        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
+    ]
+    cut = 4 * 288
+    plain = scorer_for(model, calibration={"coarse_points": 0})
+    plain.process(points[:cut])
+    old_format = bytearray(plain.table.export_state("s"))
+    old_format[0] = 2
+
+    scorer = scorer_for(model, calibration=CHANNELS)
+    scorer.process(points[:100])
+    scorer.table.import_state("s", bytes(old_format), now=0.0)
+    slot = scorer.table.slot_of["s"]
+    assert scorer.table.count[slot] == cut
+    assert scorer.table.channels.blocks[slot] == 0
+    assert np.isnan(scorer.table.channels.season[slot]).all()
+    # The channels start afresh with their own warm-up, so the calm series
+    # raises no alert from an empty record.
+    resumed = scorer.process(points[cut:]).scored
+    threshold = model.metadata.alert.threshold
+    assert max(p.score for p in resumed) < threshold
+
+
+def test_state_from_other_channel_settings_is_dropped(model):
     times, values = daily_series(2)
     points = [
         Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
     ]
-    plain = scorer_for(model, calibration={"coarse_points": 0})
-    plain.process(points)
-    old_format = bytearray(plain.table.export_state("s"))
-    old_format[0] = 2
+    writer = scorer_for(model, calibration=CHANNELS)
+    writer.process(points[:307])
+    state = writer.table.export_state("s")
+    reader = scorer_for(model, calibration={"coarse_points": 6, "season_buckets": 24})
+    reader.table.import_state("s", state, now=0.0)
+    slot = reader.table.slot_of["s"]
+    assert reader.table.count[slot] == 307
+    assert reader.table.channels.block_points[slot] == 0
+    assert reader.table.channels.blocks[slot] == 0
 
-    scorer = scorer_for(model, calibration={"coarse_points": 12, "season_buckets": 24})
+
+@pytest.mark.parametrize(
+    ("offset", "fmt", "value", "message"),
+    [
+        (32, "<q", 12, "block points 12"),
+        (40, "<q", 2**31, "blocks 2147483648"),
+        (56, "<d", 1e300, "coarse record"),
+        (72, "<q", -1, "residual count -1"),
+        (16, "<d", float("nan"), "block sum nan"),
+    ],
+)
+def test_invalid_channel_state_is_rejected_whole(model, offset, fmt, value, message):
+    import struct
+
+    times, values = daily_series(1)
+    points = [
+        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
+    ]
+    scorer = scorer_for(model, calibration=CHANNELS)
     scorer.process(points[:100])
-    scorer.table.import_state("s", bytes(old_format), now=0.0)
-    slot = scorer.table.slot_of["s"]
-    assert scorer.table.count[slot] == len(points)
-    assert scorer.table.channels.blocks[slot] == 0
-    assert np.isnan(scorer.table.channels.season[slot]).all()
+    state = bytearray(scorer.table.export_state("s"))
+    channel_start = len(state) - scorer.table.channels.state_size
+    struct.pack_into(fmt, state, channel_start + offset, value)
+
+    other = scorer_for(model, calibration=CHANNELS)
+    with pytest.raises(ValueError, match=message):
+        other.table.import_state("s", bytes(state), now=0.0)
+    assert "s" not in other.table.slot_of
+
+
+def test_flush_keeps_the_state_of_later_points(model):
+    times, values = daily_series(3, seed=6)
+    points = [
+        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
+    ]
+    straight = scorer_for(model, lag_points=5, calibration=CHANNELS)
+    expected = straight.process(points).scored
+    flushed = scorer_for(model, lag_points=5, calibration=CHANNELS)
+    scored = flushed.process(points[:1003]).scored
+    flushed.flush()
+    scored += flushed.process(points[1003:]).scored
+    assert [p.score for p in scored] == [p.score for p in expected]
+    assert [p.publish for p in scored] == [p.publish for p in expected]
 
 
 def test_reload_refuses_other_channel_settings(model, tmp_path):
@@ -251,6 +320,10 @@ def test_reload_refuses_other_channel_settings(model, tmp_path):
         ("coarse_points", -12),
         ("coarse_points", 2.5),
         ("season_buckets", 5000),
+        ("season_buckets", True),
+        ("horizon_points", 0),
+        ("warmup_points", -1),
+        ("range_tolerance", -0.1),
     ],
 )
 def test_invalid_channel_settings_name_the_value(name, value):

@@ -159,3 +159,8 @@ def test_format_timestamp(seconds, expected):
 )
 def test_format_parse_round_trip(text):
     assert format_timestamp(parse_timestamp(text)) == text
+
+
+@pytest.mark.parametrize("seconds", [1e300, -1e300, 2.0**53])
+def test_format_timestamp_beyond_datetime_gives_the_number(seconds):
+    assert format_timestamp(seconds) == f"{seconds!r} s"
