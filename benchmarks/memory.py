@@ -129,9 +129,8 @@ def measure_child(n_series: int) -> dict[str, float]:
         remaining -= size
     seconds = time.perf_counter() - started
     del points, result
-    # One point per series leaves parts of the state (the coarse and seasonal
-    # channels' arrays) unwritten and so not resident; a long-lived series
-    # writes all of it.
+    # One point per series leaves the channels' arrays unwritten, so their
+    # pages are not resident. A long-lived series writes all of its state.
     touch(table_arrays(scorer.table), scorer.table.used_slots())
     gc.collect()
     after = resident_bytes()
@@ -178,8 +177,8 @@ def render(args: argparse.Namespace, runs: dict[int, list[dict[str, float]]]) ->
         "scorer's table (arrays, the series-to-slot dict and the series names, "
         "such as `series-123456`) and the changelog's series-to-partition "
         "bookkeeping. The table doubles up to 65,536 slots and then grows by a "
-        "quarter, so its arrays hold more slots than series (unused slots are "
-        "not resident), and while it grows the old and new arrays coexist, "
+        "quarter, so its arrays contain more slots than series. Unused slots are "
+        "not resident. While the table grows, the old and new arrays coexist, "
         "which the peak RSS (VmHWM) shows.",
         "",
     ]

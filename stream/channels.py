@@ -27,10 +27,10 @@ first ``warmup_points // coarse_points`` blocks (the seasonal channel:
 residuals), so channels that start afresh on a restored series do not alert
 on an empty record.
 
-Per series the channels keep the block sum and the newest block mean
-(float64), the last ``window_size`` block means and one mean per bucket (as
-float32 offsets from the newest mean), and seven smaller scalars: 204 bytes
-with a 16-point window and 24 buckets.
+Per series the channels keep the block sum and the newest block mean as
+float64. The last ``window_size`` block means and one mean per bucket are
+float32 offsets from the newest mean, and seven smaller scalars follow: 204
+bytes with a 16-point window and 24 buckets.
 """
 
 from __future__ import annotations
@@ -210,8 +210,8 @@ def channel_alerts(
     """Feed points to the channels and raise ``alert`` where a block completes.
 
     ``slots``, ``values``, ``times`` and ``n_scored`` describe the points in
-    arrival order (a series' points in time order); ``alert`` holds their point
-    alerts and is updated in place. ``score`` is the model's window scorer.
+    arrival order (a series' points in time order). ``alert`` contains their
+    point alerts and is updated in place. ``score`` is the model's window scorer.
     Returns the number of coarse windows scored.
     """
     k = spec.coarse_points

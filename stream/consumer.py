@@ -489,20 +489,6 @@ class AnomalyConsumer:
                     "(ANOMALYBERT_TRANSACTION_TIMEOUT_SECONDS)"
                 )
             task.result()
-        except TransactionTimeout as exc:
-            self.metrics.transactions.labels(outcome="aborted").inc()
-            logger.error(
-                "transaction for %s[%d] up to offset %d timed out (%s); replacing its "
-                "producer and reprocessing from the committed offset",
-                tp.topic,
-                tp.partition,
-                offset,
-                exc,
-            )
-            task.cancel()
-            await self._replace_producer(tp)
-            await self._rewind(tp)
-            return
         except ProducerFenced as exc:
             self.metrics.transactions.labels(outcome="aborted").inc()
             raise AnomalyBertError(
@@ -510,16 +496,22 @@ class AnomalyConsumer:
                 "another consumer instance owns this partition now; exiting so that "
                 "this instance rejoins the group"
             ) from exc
-        except KafkaError as exc:
+        except (TransactionTimeout, KafkaError) as exc:
+            timed_out = isinstance(exc, TransactionTimeout)
             self.metrics.transactions.labels(outcome="aborted").inc()
             logger.error(
-                "transaction for %s[%d] up to offset %d aborted (%s); restoring its state "
-                "and reprocessing from the committed offset",
+                "transaction for %s[%d] up to offset %d %s (%s); %s and reprocessing "
+                "from the committed offset",
                 tp.topic,
                 tp.partition,
                 offset,
+                "timed out" if timed_out else "aborted",
                 exc,
+                "replacing its producer" if timed_out else "restoring its state",
             )
+            if timed_out:
+                task.cancel()
+                await self._replace_producer(tp)
             await self._rewind(tp)
             return
         self.metrics.transactions.labels(outcome="committed").inc()
@@ -561,7 +553,7 @@ class AnomalyConsumer:
             await asyncio.wait_for(old.stop(), PRODUCER_STOP_TIMEOUT_SECONDS)
         except (TimeoutError, KafkaError) as exc:
             logger.warning(
-                "the old transactional producer of %s[%d] did not stop cleanly: %s",
+                "stopping the old transactional producer of %s[%d] failed: %s",
                 tp.topic,
                 tp.partition,
                 exc,

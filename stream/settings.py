@@ -218,14 +218,13 @@ def settings_help() -> str:
         default = field.get_default(call_default_factory=True)
         if isinstance(default, StrEnum):
             default = default.value
-        shown = default
         if name == "sasl_password":
-            shown = "(unset)"
+            default = "(unset)"
         lines.append(f"  ANOMALYBERT_{name.upper()}")
         description = field.description or ""
         if "(default:" in description:
             # The description already states the default in words.
             lines.append(f"      {description}")
         else:
-            lines.append(f"      {description} [default: {shown}]")
+            lines.append(f"      {description} [default: {default}]")
     return "\n".join(lines)

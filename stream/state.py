@@ -541,18 +541,18 @@ class StreamScorer:
             alert[scored] = channel_alert
         threshold = self.settings.threshold
         for group in groups:
-            kept = group[valid[group]]
-            if len(kept):
-                hit = alert[kept] >= threshold
-                anomalous[kept] = hit
-                publish[kept] = self._advance_episodes(slots_arr[kept], hit)
+            due = group[valid[group]]
+            if len(due):
+                hit = alert[due] >= threshold
+                anomalous[due] = hit
+                publish[due] = self._advance_episodes(slots_arr[due], hit)
         for indices in sequences:
-            kept = indices[valid[indices]]
-            if len(kept):
-                hits = alert[kept] >= threshold
-                anomalous[kept] = hits
-                publish[kept] = self._advance_episodes_sequence(
-                    int(slots_arr[kept[0]]), hits
+            due = indices[valid[indices]]
+            if len(due):
+                hits = alert[due] >= threshold
+                anomalous[due] = hits
+                publish[due] = self._advance_episodes_sequence(
+                    int(slots_arr[due[0]]), hits
                 )
 
         for k in np.flatnonzero(valid):
@@ -1011,12 +1011,8 @@ class StreamScorer:
                     input_index=-1,
                 )
             )
-        t.cal_mean[:], t.cal_var[:], t.cal_short[:] = (
-            saved["cal_mean"],
-            saved["cal_var"],
-            saved["cal_short"],
-        )
-        t.below[:], t.in_episode[:] = saved["below"], saved["in_episode"]
+        for name, array in saved.items():
+            getattr(t, name)[:] = array
         if saved_channels is not None:
             t.channels.restore(saved_channels)
         return flushed

@@ -31,11 +31,13 @@ def daily_series(days: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return times, values
 
 
+def series_points(times, values) -> list[Point]:
+    return [Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)]
+
+
 def alerts(model, times, values, **calibration) -> np.ndarray:
     scorer = scorer_for(model, calibration=calibration)
-    points = [
-        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
-    ]
+    points = series_points(times, values)
     scored = []
     for start in range(0, len(points), 500):
         scored.extend(scorer.process(points[start : start + 500]).scored)
@@ -75,9 +77,7 @@ def test_channels_only_raise_alerts_at_block_ends(model):
 def test_channel_alerts_do_not_depend_on_batching(model, batch):
     times, values = daily_series(3, seed=2)
     values[700:760] += 3.0
-    points = [
-        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
-    ]
+    points = series_points(times, values)
     settings = {"coarse_points": 12, "season_buckets": 24, "warmup_points": 50}
     whole = scorer_for(model, calibration=settings).process(points).scored
     scorer = scorer_for(model, calibration=settings)
@@ -88,7 +88,7 @@ def test_channel_alerts_do_not_depend_on_batching(model, batch):
     assert max(p.score for p in whole) >= model.metadata.alert.threshold
 
 
-def test_seasonal_residual_compares_the_same_hour_of_the_day_before():
+def test_seasonal_residual_uses_same_hour_yesterday():
     spec = CalibrationSpec("record", 2000, warmup_points=0, coarse_points=2)
     table = ChannelTable(16, 2, 24, capacity=1)
     table.reset(0)  # as SeriesTable does when a series takes the slot
@@ -177,7 +177,7 @@ def test_extreme_values_keep_alerts_finite(model):
     assert scores[-100:].max() < model.metadata.alert.threshold
 
 
-def test_offsets_keep_small_changes_of_large_values():
+def test_offsets_keep_large_value_precision():
     # Without the relative floor, the normalised coarse windows of a series and
     # of the same series shifted by 1e9 must match: float32 alone resolves 1e9
     # only to 64.
@@ -213,11 +213,9 @@ def test_offsets_keep_small_changes_of_large_values():
 CHANNELS = {"coarse_points": 12, "season_buckets": 24}
 
 
-def test_state_of_the_previous_format_restores_without_channel_state(model):
+def test_format_two_state_restores_fresh_channels(model):
     times, values = daily_series(6)
-    points = [
-        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
-    ]
+    points = series_points(times, values)
     cut = 4 * 288
     plain = scorer_for(model, calibration={"coarse_points": 0})
     plain.process(points[:cut])
@@ -238,11 +236,9 @@ def test_state_of_the_previous_format_restores_without_channel_state(model):
     assert max(p.score for p in resumed) < threshold
 
 
-def test_state_from_other_channel_settings_is_dropped(model):
+def test_other_channel_settings_dropped(model):
     times, values = daily_series(2)
-    points = [
-        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
-    ]
+    points = series_points(times, values)
     writer = scorer_for(model, calibration=CHANNELS)
     writer.process(points[:307])
     state = writer.table.export_state("s")
@@ -264,13 +260,11 @@ def test_state_from_other_channel_settings_is_dropped(model):
         (16, "<d", float("nan"), "block sum nan"),
     ],
 )
-def test_invalid_channel_state_is_rejected_whole(model, offset, fmt, value, message):
+def test_invalid_channel_state_rejected(model, offset, fmt, value, message):
     import struct
 
     times, values = daily_series(1)
-    points = [
-        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
-    ]
+    points = series_points(times, values)
     scorer = scorer_for(model, calibration=CHANNELS)
     scorer.process(points[:100])
     state = bytearray(scorer.table.export_state("s"))
@@ -283,11 +277,9 @@ def test_invalid_channel_state_is_rejected_whole(model, offset, fmt, value, mess
     assert "s" not in other.table.slot_of
 
 
-def test_flush_keeps_the_state_of_later_points(model):
+def test_flush_keeps_later_scores(model):
     times, values = daily_series(3, seed=6)
-    points = [
-        Point("s", float(t), float(v)) for t, v in zip(times, values, strict=True)
-    ]
+    points = series_points(times, values)
     straight = scorer_for(model, lag_points=5, calibration=CHANNELS)
     expected = straight.process(points).scored
     flushed = scorer_for(model, lag_points=5, calibration=CHANNELS)
