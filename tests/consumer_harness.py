@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from model_factory import write_model
 
 from stream.consumer import AnomalyConsumer
 from stream.detect import detect
@@ -26,6 +28,71 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def write_spike_model(folder: Path) -> Path:
+    """Write a model whose scores follow the inputs, so that spikes score high.
+
+    Calibration is off, so the expected anomalies are easy to reason about.
+    """
+    return write_model(
+        folder,
+        position_scores=np.full(16, 0.2),
+        input_gain=0.1,
+        threshold=0.45,
+        lag_points=2,
+    )
+
+
+def settings_for(
+    bootstrap: str, topics: dict[str, str], model_path: Path, **extra: object
+) -> Settings:
+    """Settings of an in-process consumer on ``topics``, with its own group."""
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        input_topic=topics["input"],
+        output_topic=topics["output"],
+        dlq_topic=topics["dlq"],
+        group_id=f"group-{topics['input']}",
+        model_path=model_path,
+        metrics_port=0,
+        poll_timeout_ms=50,
+        **extra,
+    )
+
+
+async def create_topics(
+    input_partitions: int = 1, other_partitions: int = 1, **client_options: object
+) -> dict[str, str]:
+    """Create fresh input, output and dead-letter topics; return their names by kind.
+
+    ``client_options`` go to the admin client (``bootstrap_servers`` and any
+    security settings).
+    """
+    suffix = os.urandom(6).hex()
+    topics = {
+        "input": f"points-{suffix}",
+        "output": f"anomalies-{suffix}",
+        "dlq": f"dlq-{suffix}",
+    }
+    admin = AIOKafkaAdminClient(**client_options)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=(
+                        input_partitions if kind == "input" else other_partitions
+                    ),
+                    replication_factor=1,
+                )
+                for kind, name in topics.items()
+            ]
+        )
+    finally:
+        await admin.close()
+    return topics
 
 
 def consumer_env(**settings: object) -> dict[str, str]:

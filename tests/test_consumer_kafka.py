@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
+from consumer_harness import settings_for, write_spike_model
 from model_factory import write_model
 
 from stream.consumer import AnomalyConsumer
@@ -41,31 +42,7 @@ def series_values(n: int, seed: int = 7) -> np.ndarray:
 
 @pytest.fixture
 def model_path(tmp_path: Path) -> Path:
-    # Scores follow the inputs, so spikes give high scores; calibration is off
-    # so that the expected anomalies are easy to reason about.
-    return write_model(
-        tmp_path / "model",
-        position_scores=np.full(16, 0.2),
-        input_gain=0.1,
-        threshold=0.45,
-        lag_points=2,
-    )
-
-
-def settings_for(
-    bootstrap: str, topics: dict[str, str], model_path: Path, **extra
-) -> Settings:
-    return Settings(
-        kafka_bootstrap_servers=bootstrap,
-        input_topic=topics["input"],
-        output_topic=topics["output"],
-        dlq_topic=topics["dlq"],
-        group_id=f"group-{topics['input']}",
-        model_path=model_path,
-        metrics_port=0,
-        poll_timeout_ms=50,
-        **extra,
-    )
+    return write_spike_model(tmp_path / "model")
 
 
 async def make_topics(factory, partitions: int = 1) -> dict[str, str]:

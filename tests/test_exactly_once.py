@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
+from consumer_harness import create_topics
 from model_factory import write_model
 from test_consumer_kafka import free_port, produce, scrape
 
@@ -291,30 +292,6 @@ async def test_second_consumer_joins_and_leaves(
         assert shared[series] == reference[series], series
 
 
-async def create_topics_at(bootstrap: str) -> dict[str, str]:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    suffix = os.urandom(6).hex()
-    topics = {
-        "input": f"points-{suffix}",
-        "output": f"anomalies-{suffix}",
-        "dlq": f"dlq-{suffix}",
-    }
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)
-                for name in topics.values()
-            ]
-        )
-    finally:
-        await admin.close()
-    await asyncio.sleep(1)
-    return topics
-
-
 async def test_broker_restart_keeps_exactly_once(
     kafka_bootstrap, kafka_topic_factory, model_path, tmp_path
 ):
@@ -341,7 +318,10 @@ async def test_broker_restart_keeps_exactly_once(
     broker = PrivateBroker(tmp_path / "broker")
     await asyncio.to_thread(broker.start)
     try:
-        topics = await create_topics_at(broker.bootstrap)
+        topics = await create_topics(
+            PARTITIONS, PARTITIONS, bootstrap_servers=broker.bootstrap
+        )
+        await asyncio.sleep(1)
         await produce(broker.bootstrap, topics["input"], messages)
         env = consumer_env(
             broker.bootstrap,

@@ -15,7 +15,6 @@ import socket
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
@@ -24,11 +23,14 @@ from consumer_harness import (
     RunningConsumer,
     consumed,
     consumer_env,
+    create_topics,
     error_lines,
     expected_anomalies,
     published,
     run_consumer_process,
+    settings_for,
     unused_port,
+    write_spike_model,
 )
 from model_factory import write_model
 from private_broker import PrivateBroker
@@ -38,7 +40,6 @@ import stream.consumer
 from stream.consumer import AnomalyConsumer
 from stream.consumer import main as consumer_main
 from stream.model import load_model
-from stream.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,14 +50,7 @@ FAST_EXIT_S = 30
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    # The same model as tests/test_consumer_kafka.py: spikes give high scores.
-    return write_model(
-        tmp_path_factory.mktemp("model"),
-        position_scores=np.full(16, 0.2),
-        input_gain=0.1,
-        threshold=0.45,
-        lag_points=2,
-    )
+    return write_spike_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
@@ -73,45 +67,6 @@ def running_broker(private_broker: PrivateBroker) -> PrivateBroker:
     if not private_broker.running:
         private_broker.start()
     return private_broker
-
-
-async def create_topics(bootstrap: str, partitions: int = 1) -> dict[str, str]:
-    suffix = os.urandom(6).hex()
-    topics = {
-        "input": f"points-{suffix}",
-        "output": f"anomalies-{suffix}",
-        "dlq": f"dlq-{suffix}",
-    }
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(
-                    name,
-                    num_partitions=partitions if kind == "input" else 1,
-                    replication_factor=1,
-                )
-                for kind, name in topics.items()
-            ]
-        )
-    finally:
-        await admin.close()
-    return topics
-
-
-def settings_for(bootstrap: str, topics: dict[str, str], model_path: Path, **extra):
-    return Settings(
-        kafka_bootstrap_servers=bootstrap,
-        input_topic=topics["input"],
-        output_topic=topics["output"],
-        dlq_topic=topics["dlq"],
-        group_id=f"group-{topics['input']}",
-        model_path=model_path,
-        metrics_port=0,
-        poll_timeout_ms=50,
-        **extra,
-    )
 
 
 async def produce(
@@ -361,7 +316,7 @@ async def test_start_waits_for_late_broker(
 async def test_broker_restart_loses_nothing(running_broker, model_path, caplog):
     caplog.set_level(logging.INFO)
     bootstrap = running_broker.bootstrap
-    topics = await create_topics(bootstrap, partitions=2)
+    topics = await create_topics(2, bootstrap_servers=bootstrap)
     settings = settings_for(
         bootstrap, topics, model_path, max_batch_points=50, metadata_max_age_ms=1000
     )
@@ -409,7 +364,7 @@ async def test_stuck_transaction_is_replaced(
 ):
     caplog.set_level(logging.INFO)
     bootstrap = running_broker.bootstrap
-    topics = await create_topics(bootstrap)
+    topics = await create_topics(bootstrap_servers=bootstrap)
     settings = settings_for(
         bootstrap,
         topics,
@@ -463,7 +418,7 @@ async def test_stuck_transaction_is_replaced(
 async def test_new_input_partitions_picked_up(running_broker, model_path, caplog):
     caplog.set_level(logging.INFO)
     bootstrap = running_broker.bootstrap
-    topics = await create_topics(bootstrap, partitions=1)
+    topics = await create_topics(bootstrap_servers=bootstrap)
     settings = settings_for(bootstrap, topics, model_path, metadata_max_age_ms=1000)
     await produce(bootstrap, topics["input"], point_messages("p0", series_values(40)))
 
@@ -502,7 +457,7 @@ async def test_new_input_partitions_picked_up(running_broker, model_path, caplog
 async def test_deleted_input_topic_keeps_running(running_broker, model_path, caplog):
     caplog.set_level(logging.INFO)
     bootstrap = running_broker.bootstrap
-    topics = await create_topics(bootstrap, partitions=1)
+    topics = await create_topics(bootstrap_servers=bootstrap)
     settings = settings_for(bootstrap, topics, model_path, metadata_max_age_ms=1000)
     await produce(bootstrap, topics["input"], point_messages("d", series_values(30)))
 

@@ -20,20 +20,19 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import TopicPartition
 from consumer_harness import (
     RunningConsumer,
     consumer_env,
+    create_topics,
     expected_anomalies,
     published,
     unused_port,
+    write_spike_model,
 )
-from model_factory import write_model
 from private_broker import PrivateBroker, TlsMaterial, make_tls_material
 from prometheus_client import CollectorRegistry
 from test_consumer_kafka import point_messages, series_values
@@ -127,34 +126,7 @@ def secure_broker(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    return write_model(
-        tmp_path_factory.mktemp("model"),
-        position_scores=np.full(16, 0.2),
-        input_gain=0.1,
-        threshold=0.45,
-        lag_points=2,
-    )
-
-
-async def create_topics(secure: SecureBroker) -> dict[str, str]:
-    suffix = os.urandom(6).hex()
-    topics = {
-        "input": f"points-{suffix}",
-        "output": f"anomalies-{suffix}",
-        "dlq": f"dlq-{suffix}",
-    }
-    admin = AIOKafkaAdminClient(**secure.client_options())
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(name, num_partitions=1, replication_factor=1)
-                for name in topics.values()
-            ]
-        )
-    finally:
-        await admin.close()
-    return topics
+    return write_spike_model(tmp_path_factory.mktemp("model"))
 
 
 async def produce(secure: SecureBroker, topic: str, messages) -> None:
@@ -223,7 +195,7 @@ def topic_settings(topics: dict[str, str], model_path: Path) -> dict:
 @pytest.mark.kafka
 async def test_sasl_ssl_scram_end_to_end(secure_broker, model_path, tmp_path):
     """The consumer process over SASL_SSL + SCRAM-SHA-512, logging at DEBUG."""
-    topics = await create_topics(secure_broker)
+    topics = await create_topics(**secure_broker.client_options())
     values = {"s1": series_values(200), "s2": series_values(200, seed=3)}
     messages = [m for name, v in values.items() for m in point_messages(name, v)]
     await produce(secure_broker, topics["input"], messages)
@@ -289,7 +261,7 @@ async def test_sasl_ssl_scram_end_to_end(secure_broker, model_path, tmp_path):
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
 async def test_sasl_mechanisms(secure_broker, model_path, mechanism, caplog):
     caplog.set_level(logging.DEBUG)
-    topics = await create_topics(secure_broker)
+    topics = await create_topics(**secure_broker.client_options())
     values = {"m": series_values(120)}
     await produce(secure_broker, topics["input"], point_messages("m", values["m"]))
     settings = Settings(
@@ -358,7 +330,7 @@ async def test_unwritable_output_is_retried(
     caplog.set_level(logging.WARNING)
     # Retries every 2 s at most, so the test does not wait out a long backoff.
     monkeypatch.setattr(stream.consumer, "MAX_RETRY_DELAY_SECONDS", 2.0)
-    topics = await create_topics(secure_broker)
+    topics = await create_topics(**secure_broker.client_options())
     acl = [
         "--deny-principal",
         "User:app",
