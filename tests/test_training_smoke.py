@@ -1,6 +1,7 @@
 """A tiny end-to-end training run into a temporary directory."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,10 +9,13 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
+from stream.calibration import CalibrationSpec  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.export import load_checkpoint, sha256_file  # noqa: E402
 from training.scenarios import SCENARIOS  # noqa: E402
 from training.train import main, train  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
 
 TINY = TrainConfig(
     seed=3,
@@ -62,6 +66,21 @@ def test_smoke_metadata_content(trained):
     assert set(training["validation"]["per_scenario"]) == set(SCENARIOS)
     assert training["duration_seconds"] > 0
     assert metadata["created_at"].endswith("Z")
+
+
+def test_smoke_alert_settings_match_service(trained):
+    output_dir, _ = trained
+    metadata = json.loads((output_dir / "model.onnx.json").read_text())
+    committed = json.loads((REPO / "models" / "model.onnx.json").read_text())
+    alert = metadata["alert"]
+    assert alert["calibration"] == committed["alert"]["calibration"]
+    assert alert["threshold"] == committed["alert"]["threshold"]
+    assert alert["score_position"] == "newest"
+    assert 0.0 <= alert["validation_f1"] <= 1.0
+    spec = CalibrationSpec.from_metadata(alert["calibration"])
+    assert spec.method == "record"
+    assert spec.coarse_points == 12
+    assert spec.season_buckets == 24
 
 
 def test_smoke_model_loads_and_scores(trained):
