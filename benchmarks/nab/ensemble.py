@@ -1,0 +1,124 @@
+"""``python -m benchmarks.nab.ensemble``: one model that averages several models' scores.
+
+Builds an ONNX graph that feeds the same ``(batch, 16)`` input to every given
+model and returns the element-wise mean of their ``(batch, 16)`` scores. The
+metadata is the first model's, with the new file's checksum and version, so the
+service and ``python -m benchmarks.nab --model`` load it like any other model.
+The models must share the window size, the normalisation and the input and
+output names. Needs the ``onnx`` package (the ``train`` or ``dev`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import onnx
+from onnx import compose, helper
+
+from stream.model import load_model, sha256_file
+
+
+def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
+    """Write ``model.onnx`` and ``model.onnx.json`` of the mean model; return the JSON path.
+
+    Raises ValueError when fewer than two models are given or when their window
+    size, normalisation, input or output differ.
+    """
+    if len(metadata_paths) < 2:
+        raise ValueError(
+            f"an ensemble needs at least two models, got {len(metadata_paths)}"
+        )
+    models = [load_model(path) for path in metadata_paths]
+    first = models[0].metadata
+    for model in models[1:]:
+        other = model.metadata
+        for name in ("window_size", "input_name", "output_name", "normalisation"):
+            if getattr(other, name) != getattr(first, name):
+                raise ValueError(
+                    f"{other.path} has {name}={getattr(other, name)!r} but "
+                    f"{first.path} has {getattr(first, name)!r}; "
+                    "ensemble only models that share it"
+                )
+
+    nodes = []
+    initializers = []
+    member_outputs = []
+    for index, model in enumerate(models):
+        prefix = f"member{index}_"
+        graph = compose.add_prefix(
+            onnx.load(str(model.metadata.onnx_path)), prefix
+        ).graph
+        nodes.append(
+            helper.make_node(
+                "Identity", [first.input_name], [prefix + first.input_name]
+            )
+        )
+        nodes.extend(graph.node)
+        initializers.extend(graph.initializer)
+        member_outputs.append(prefix + first.output_name)
+    nodes.append(helper.make_node("Mean", member_outputs, [first.output_name]))
+
+    template = onnx.load(str(first.onnx_path))
+    graph = helper.make_graph(
+        nodes,
+        "ensemble",
+        [template.graph.input[0]],
+        [template.graph.output[0]],
+        initializer=initializers,
+    )
+    ensemble = helper.make_model(graph, opset_imports=template.opset_import)
+    ensemble.ir_version = template.ir_version
+    onnx.checker.check_model(ensemble)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = output_dir / "model.onnx"
+    onnx.save(ensemble, str(onnx_path))
+    metadata = json.loads(first.path.read_text(encoding="utf-8"))
+    digest = sha256_file(onnx_path)
+    metadata["model_sha256"] = digest
+    metadata["model_version"] = (
+        metadata["model_version"].split("+")[0] + "+" + digest[:8]
+    )
+    metadata["onnx"]["file"] = onnx_path.name
+    # The members' checkpoints do not describe the mean model.
+    metadata["onnx"].pop("checkpoint_file", None)
+    metadata["ensemble"] = {
+        "members": [
+            {"model_version": m.metadata.model_version, "path": str(m.metadata.path)}
+            for m in models
+        ],
+        "combination": "mean of the members' window scores",
+    }
+    json_path = output_dir / "model.onnx.json"
+    json_path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    return json_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.nab.ensemble", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "models", type=Path, nargs="+", help="model.onnx.json files of the members"
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        required=True,
+        help="folder for the mean model's model.onnx and model.onnx.json",
+    )
+    args = parser.parse_args(argv)
+    try:
+        path = build_ensemble(args.models, args.output_dir)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
