@@ -58,3 +58,19 @@ def test_ensemble_rejects_other_normalisation(tmp_path):
     with pytest.raises(ValueError, match="normalisation"):
         build_ensemble([first, second], tmp_path / "mean")
     assert not (tmp_path / "mean").exists()
+
+
+def test_ensemble_cli_reports_missing_model(tmp_path, capsys):
+    first = write_model(tmp_path / "a")
+    missing = tmp_path / "missing" / "model.onnx.json"
+    assert main([str(first), str(missing), "--output-dir", str(tmp_path / "m")]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_ensemble_cli_reports_unwritable_output(tmp_path, capsys):
+    first = write_model(tmp_path / "a")
+    second = write_model(tmp_path / "b")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main([str(first), str(second), "--output-dir", str(blocker)]) == 2
+    assert "cannot write the ensemble" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from pathlib import Path
 import onnx
 from onnx import compose, helper
 
+from stream.errors import ModelError
 from stream.model import load_model, sha256_file
 
 
@@ -25,7 +26,8 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
     """Write ``model.onnx`` and ``model.onnx.json`` of the mean model; return the JSON path.
 
     Raises ValueError when fewer than two models are given or when their window
-    size, normalisation, input or output differ.
+    size, normalisation, input or output differ, and ModelError when a model
+    cannot be loaded.
     """
     if len(metadata_paths) < 2:
         raise ValueError(
@@ -113,8 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = build_ensemble(args.models, args.output_dir)
-    except ValueError as error:
+    except (ValueError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(
+            f"error: cannot write the ensemble to {args.output_dir}: {error}; "
+            "pass a folder that can be created and written",
+            file=sys.stderr,
+        )
         return 2
     print(path)
     return 0
