@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.nab.contributions import _score_one
+from benchmarks.nab.contributions import _score_one, main
 from benchmarks.nab.corpus import data_path
 from benchmarks.nab.run import score_file
 from stream.model import default_model_path, load_model
@@ -46,3 +46,29 @@ def test_coarse_switch_changes_only_block_ends(service_scores):
         "coarse_points"
     ]
     assert np.all((changed + 1) % coarse_points == 0)
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("missing", "no data/ folder"),
+        ("empty", "holds no .csv data files"),
+        ("no labels", "labels/combined_windows.json"),
+    ],
+)
+def test_cli_rejects_bad_corpus(tmp_path, capsys, layout, message):
+    corpus = tmp_path / "corpus"
+    if layout != "missing":
+        (corpus / "data" / "category").mkdir(parents=True)
+    if layout == "no labels":
+        (corpus / "data" / "category" / "a.csv").write_text("timestamp,value\n")
+    assert main(["--corpus", str(corpus)]) == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert str(corpus) in error
+
+
+def test_cli_rejects_missing_model(tmp_path, capsys):
+    missing = tmp_path / "model.onnx.json"
+    assert main(["--corpus", str(SUBSET), "--model", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err

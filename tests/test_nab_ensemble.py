@@ -74,3 +74,19 @@ def test_ensemble_cli_reports_unwritable_output(tmp_path, capsys):
     blocker.write_text("not a folder")
     assert main([str(first), str(second), "--output-dir", str(blocker)]) == 2
     assert "cannot write the ensemble" in capsys.readouterr().err
+
+
+def test_ensemble_rejects_same_model_twice(tmp_path):
+    first = write_model(tmp_path / "a")
+    again = tmp_path / "a" / ".." / "a" / "model.onnx.json"
+    with pytest.raises(ValueError, match="pass each member once"):
+        build_ensemble([first, again], tmp_path / "mean")
+
+
+def test_ensemble_keeps_members_intact(tmp_path):
+    first = write_model(tmp_path / "a")
+    second = write_model(tmp_path / "b", np.full(16, 0.3))
+    before = (tmp_path / "b" / "model.onnx").read_bytes()
+    with pytest.raises(ValueError, match="would overwrite"):
+        build_ensemble([first, second], tmp_path / "b")
+    assert (tmp_path / "b" / "model.onnx").read_bytes() == before

@@ -14,11 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.nab.corpus import load_corpus
+from benchmarks.nab.corpus import open_corpus
 from benchmarks.nab.run import run_corpus
 from benchmarks.nab.scoring import PROFILES, score_corpus_all_profiles
 from benchmarks.nab.variants import leave_one_category_out
-from stream.model import default_model_path
+from stream.errors import ModelError
+from stream.model import default_model_path, load_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,8 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     model_path = args.model or default_model_path()
-    corpus = load_corpus(args.corpus)
+    try:
+        load_model(model_path)
+        corpus = open_corpus(args.corpus)
+    except (ModelError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     settings = []
     for coarse in _ints(args.coarse_points):
         for buckets in _ints(args.season_buckets) if coarse else [0]:

@@ -21,10 +21,11 @@ from unittest import mock
 import numpy as np
 
 import stream.state
-from benchmarks.nab.corpus import data_path, load_corpus
+from benchmarks.nab.corpus import data_path, open_corpus
 from benchmarks.nab.run import score_file
 from benchmarks.nab.scoring import PROFILES, score_corpus_all_profiles
 from stream.channels import channel_alerts
+from stream.errors import ModelError
 from stream.model import WindowModel, default_model_path, load_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "--corpus",
         type=Path,
         default=REPO.parent / "shared" / "data" / "nab",
-        help="NAB-layout folder with data/, labels/ and results/",
+        help="NAB-layout folder with data/ and labels/ "
+        "(default: ../shared/data/nab beside the repository)",
     )
     parser.add_argument(
         "--model", type=Path, default=None, help="model.onnx.json (default: committed)"
@@ -89,8 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     model_path = str(args.model or default_model_path())
-    corpus = load_corpus(args.corpus)
+    try:
+        load_model(model_path)
+        corpus = open_corpus(args.corpus)
+    except (ModelError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print("| variant | standard | low FP | low FN |")
     print("|---|---|---|---|")
     for variant, (point_model, coarse_model) in VARIANTS.items():

@@ -272,6 +272,29 @@ def load_corpus(root: str | Path, names: Iterable[str] | None = None) -> Corpus:
     return Corpus(files=files, root=root)
 
 
+def open_corpus(root: str | Path) -> Corpus:
+    """Load a corpus for a command line tool, with errors that say what to pass.
+
+    Raises ValueError when ``root`` has no ``data/`` folder, no data files, or no
+    readable ``labels/combined_windows.json`` entry for one of them.
+    """
+    root = Path(root)
+    if not (root / "data").is_dir():
+        raise ValueError(
+            f"{root} is not a NAB-layout corpus (no data/ folder); pass --corpus "
+            "with a folder that holds data/ and labels/"
+        )
+    if not list_data_files(root):
+        raise ValueError(f"{root / 'data'} holds no .csv data files; pass --corpus")
+    try:
+        return load_corpus(root)
+    except OSError as error:
+        raise ValueError(
+            f"cannot read the NAB corpus {root}: {error}; "
+            f"it needs {WINDOWS_FILE} and readable data files"
+        ) from error
+
+
 def align_scores(
     name: str,
     data_timestamps: np.ndarray,

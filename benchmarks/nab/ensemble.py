@@ -2,8 +2,9 @@
 
 Builds an ONNX graph that feeds the same ``(batch, 16)`` input to every given
 model and returns the element-wise mean of their ``(batch, 16)`` scores. The
-metadata is the first model's, with the new file's checksum and version, so the
-service and ``python -m benchmarks.nab --model`` load it like any other model.
+metadata is the first model's, alert settings included, with the new file's
+checksum and version, so the service and ``python -m benchmarks.nab --model``
+load it like any other model.
 The models must share the window size, the normalisation and the input and
 output names. Needs the ``onnx`` package (the ``train`` or ``dev`` extra).
 """
@@ -25,15 +26,32 @@ from stream.model import load_model, sha256_file
 def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
     """Write ``model.onnx`` and ``model.onnx.json`` of the mean model; return the JSON path.
 
-    Raises ValueError when fewer than two models are given or when their window
-    size, normalisation, input or output differ, and ModelError when a model
-    cannot be loaded.
+    The alert settings (threshold, lag, calibration) are the first model's.
+    Raises ValueError when fewer than two models are given, when one is given
+    twice, when ``output_dir`` holds a member, or when their window size,
+    normalisation, input or output differ, and ModelError when a model cannot
+    be loaded.
     """
     if len(metadata_paths) < 2:
         raise ValueError(
-            f"an ensemble needs at least two models, got {len(metadata_paths)}"
+            f"an ensemble needs at least two models, got {len(metadata_paths)}; "
+            "pass two or more model.onnx.json files"
         )
     models = [load_model(path) for path in metadata_paths]
+    seen: dict[Path, Path] = {}
+    for model in models:
+        onnx_file = model.metadata.onnx_path.resolve()
+        if onnx_file in seen:
+            raise ValueError(
+                f"{model.metadata.path} and {seen[onnx_file]} name the same model "
+                f"file {onnx_file}; pass each member once"
+            )
+        seen[onnx_file] = model.metadata.path
+        if onnx_file.parent == output_dir.resolve():
+            raise ValueError(
+                f"--output-dir {output_dir} holds the member {model.metadata.path}, "
+                "which the ensemble would overwrite; pass another folder"
+            )
     first = models[0].metadata
     for model in models[1:]:
         other = model.metadata
@@ -89,7 +107,10 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
     metadata["onnx"].pop("checkpoint_file", None)
     metadata["ensemble"] = {
         "members": [
-            {"model_version": m.metadata.model_version, "path": str(m.metadata.path)}
+            {
+                "model_version": m.metadata.model_version,
+                "path": str(m.metadata.path.resolve()),
+            }
             for m in models
         ],
         "combination": "mean of the members' window scores",
