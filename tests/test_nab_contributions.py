@@ -52,7 +52,7 @@ def test_coarse_switch_changes_only_block_ends(service_scores):
     ("layout", "message"),
     [
         ("missing", "no data/ folder"),
-        ("empty", "holds no .csv data files"),
+        ("empty", "contains no .csv data files"),
         ("no labels", "labels/combined_windows.json"),
     ],
 )

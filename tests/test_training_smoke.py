@@ -116,3 +116,21 @@ def test_cli_runs_with_overrides(tmp_path):
     metadata = json.loads((tmp_path / "model.onnx.json").read_text())
     assert metadata["training"]["seed"] == 4
     assert metadata["training"]["train_config"]["windows_per_epoch"] == 256
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("--epochs 0", "--epochs must be at least 1, got 0"),
+        ("--n-validation-series 0", "--n-validation-series must be at least 1"),
+        ("--n-train-series 3", "--n-train-series must be at least 8"),
+        ("--min-length 5000", "<= --min-length <= --max-length, got 5000 and 4000"),
+        ("--min-length 100 --max-length 200", "got 100 and 200"),
+    ],
+)
+def test_cli_rejects_invalid_settings(tmp_path, capsys, arguments, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--output-dir", str(tmp_path), *arguments.split()])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "model.onnx").exists()

@@ -52,6 +52,8 @@ WARMUP_POINTS = 100  # no anomaly before this point, so the scale s_t has settle
 EVENT_GAP_POINTS = 64  # minimum distance between two anomalies of one series
 STEP_DECAY_POINTS = 8.0  # time constant of a step label after its first 16 points
 STEP_TAIL_POINTS = 40  # the decay is cut off after 5 time constants (below 0.01)
+# Shortest series with room for the warm-up, two anomalies and normal points.
+MIN_SERIES_LENGTH = WARMUP_POINTS + 2 * EVENT_GAP_POINTS + 400
 HORIZON_POINTS = 1000  # normalisation horizon the spread labels are computed with
 SAMPLING_INTERVALS_SECONDS = (60, 300, 600, 900, 3600)
 START_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
@@ -95,10 +97,9 @@ def generate_series(
     """Generate one series of the given scenario with random parameters and length."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
-    min_required = WARMUP_POINTS + 2 * EVENT_GAP_POINTS + 400
-    if min_length < min_required or max_length < min_length:
+    if min_length < MIN_SERIES_LENGTH or max_length < min_length:
         raise ValueError(
-            f"series lengths must satisfy {min_required} <= min_length <= max_length, "
+            f"series lengths must satisfy {MIN_SERIES_LENGTH} <= min_length <= max_length, "
             f"got min_length={min_length}, max_length={max_length}"
         )
     n = int(rng.integers(min_length, max_length + 1))

@@ -12,6 +12,7 @@ checkpoint and metadata with the service's alert settings (``ALERT_CALIBRATION``
 import argparse
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -39,7 +40,7 @@ from training.metrics import (
     precision_recall_at,
 )
 from training.model import WindowScorer, weighted_bce_with_logits
-from training.scenarios import SCENARIOS
+from training.scenarios import MIN_SERIES_LENGTH, SCENARIOS
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,12 @@ def train(
         final["average_precision"],
         choice.threshold,
         choice.f1,
+    )
+    logger.info(
+        "alert settings written: %s calibration, threshold %.2f. The threshold is "
+        "the service's, chosen on NAB for the committed model, not on this run",
+        ALERT_CALIBRATION["method"],
+        ALERT_THRESHOLD,
     )
 
     training = {
@@ -495,7 +502,8 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig
         "--output-dir",
         type=Path,
         default=Path("models"),
-        help="directory for model.onnx, model.npz and model.onnx.json (default: models)",
+        help="directory for model.onnx, model.npz and model.onnx.json "
+        "(default: models, which replaces the committed model)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="hide the progress bars"
@@ -511,7 +519,36 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig
     config = replace(
         defaults, **{f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     )
+    problem = _config_problem(config)
+    if problem:
+        parser.error(problem)
     return args, config
+
+
+def _config_problem(config: TrainConfig) -> str | None:
+    """Return what is wrong with a configuration that cannot train, or None."""
+    for name in (
+        "epochs",
+        "n_validation_series",
+        "windows_per_epoch",
+        "batch_size",
+        "eval_batch_size",
+        "num_threads",
+    ):
+        if getattr(config, name) < 1:
+            option = "--" + name.replace("_", "-")
+            return f"{option} must be at least 1, got {getattr(config, name)}"
+    if config.n_train_series < len(SCENARIOS):
+        return (
+            f"--n-train-series must be at least {len(SCENARIOS)} (one series per "
+            f"scenario), got {config.n_train_series}"
+        )
+    if not MIN_SERIES_LENGTH <= config.min_length <= config.max_length:
+        return (
+            f"series lengths must satisfy {MIN_SERIES_LENGTH} <= --min-length <= "
+            f"--max-length, got {config.min_length} and {config.max_length}"
+        )
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -519,7 +556,13 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     args, config = _parse_args(argv)
-    train(config, args.output_dir, progress=not args.no_progress)
+    try:
+        train(config, args.output_dir, progress=not args.no_progress)
+    except ValueError as error:
+        # Raised for settings that generate unusable data, such as validation
+        # series without an anomalous point.
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

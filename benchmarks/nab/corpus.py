@@ -273,7 +273,7 @@ def load_corpus(root: str | Path, names: Iterable[str] | None = None) -> Corpus:
 
 
 def open_corpus(root: str | Path) -> Corpus:
-    """Load a corpus for a command line tool, with errors that say what to pass.
+    """Load a corpus for a command line tool, with errors that name the fix.
 
     Raises ValueError when ``root`` has no ``data/`` folder, no data files, or no
     readable ``labels/combined_windows.json`` entry for one of them.
@@ -285,7 +285,7 @@ def open_corpus(root: str | Path) -> Corpus:
             "with a folder that holds data/ and labels/"
         )
     if not list_data_files(root):
-        raise ValueError(f"{root / 'data'} holds no .csv data files; pass --corpus")
+        raise ValueError(f"{root / 'data'} contains no .csv data files; pass --corpus")
     try:
         return load_corpus(root)
     except OSError as error:
