@@ -12,6 +12,7 @@ output names. Needs the ``onnx`` package (the ``train`` or ``dev`` extra).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
 
     The alert settings (threshold, lag, calibration) are the first model's.
     Raises ValueError when fewer than two models are given, when one is given
-    twice, when ``output_dir`` holds a member, or when their window size,
+    twice, when ``output_dir`` contains a member, or when their window size,
     normalisation, input or output differ, and ModelError when a model cannot
     be loaded.
     """
@@ -38,6 +39,7 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
             "pass two or more model.onnx.json files"
         )
     models = [load_model(path) for path in metadata_paths]
+    output_folder = output_dir.resolve()
     seen: dict[Path, Path] = {}
     for model in models:
         onnx_file = model.metadata.onnx_path.resolve()
@@ -47,9 +49,9 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
                 f"file {onnx_file}; pass each member once"
             )
         seen[onnx_file] = model.metadata.path
-        if onnx_file.parent == output_dir.resolve():
+        if onnx_file.parent == output_folder:
             raise ValueError(
-                f"--output-dir {output_dir} holds the member {model.metadata.path}, "
+                f"--output-dir {output_dir} contains the member {model.metadata.path}, "
                 "which the ensemble would overwrite; pass another folder"
             )
     first = models[0].metadata
@@ -66,11 +68,11 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
     nodes = []
     initializers = []
     member_outputs = []
-    for index, model in enumerate(models):
+    protos = [onnx.load(str(model.metadata.onnx_path)) for model in models]
+    for index, proto in enumerate(protos):
         prefix = f"member{index}_"
-        graph = compose.add_prefix(
-            onnx.load(str(model.metadata.onnx_path)), prefix
-        ).graph
+        # add_prefix returns a renamed copy, so protos[0] stays the template.
+        graph = compose.add_prefix(proto, prefix).graph
         nodes.append(
             helper.make_node(
                 "Identity", [first.input_name], [prefix + first.input_name]
@@ -81,7 +83,7 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
         member_outputs.append(prefix + first.output_name)
     nodes.append(helper.make_node("Mean", member_outputs, [first.output_name]))
 
-    template = onnx.load(str(first.onnx_path))
+    template = protos[0]
     graph = helper.make_graph(
         nodes,
         "ensemble",
@@ -96,7 +98,7 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = output_dir / "model.onnx"
     onnx.save(ensemble, str(onnx_path))
-    metadata = json.loads(first.path.read_text(encoding="utf-8"))
+    metadata = copy.deepcopy(first.raw)
     digest = sha256_file(onnx_path)
     metadata["model_sha256"] = digest
     metadata["model_version"] = (
