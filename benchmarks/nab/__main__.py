@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.nab.corpus import (
+    DEFAULT_CORPUS,
     data_path,
     list_detectors,
     load_corpus,
@@ -34,7 +35,6 @@ from benchmarks.nab.scoring import score_corpus_all_profiles
 from stream.model import default_model_path, load_metadata
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "nab"
 PLOT_FILES = (
     "realKnownCause/machine_temperature_system_failure.csv",
     "realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv",

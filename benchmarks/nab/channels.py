@@ -14,14 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.nab.corpus import open_corpus
-from benchmarks.nab.run import run_corpus
+from benchmarks.nab.corpus import DEFAULT_CORPUS
+from benchmarks.nab.run import load_inputs, run_corpus
 from benchmarks.nab.scoring import PROFILES, score_corpus_all_profiles
 from benchmarks.nab.variants import leave_one_category_out
-from stream.errors import ModelError
-from stream.model import default_model_path, load_model
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _ints(text: str) -> list[int]:
@@ -32,9 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.nab.channels", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--corpus", type=Path, default=REPO.parent / "shared" / "data" / "nab"
-    )
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument(
         "--coarse-points",
@@ -54,15 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    if args.workers < 1:
-        parser.error(f"--workers must be at least 1, got {args.workers}")
-    model_path = args.model or default_model_path()
-    try:
-        load_model(model_path)
-        corpus = open_corpus(args.corpus)
-    except (ModelError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    inputs = load_inputs(parser, args)
+    if inputs is None:
         return 2
+    model_path, corpus = inputs
     settings = []
     for coarse in _ints(args.coarse_points):
         for buckets in _ints(args.season_buckets) if coarse else [0]:

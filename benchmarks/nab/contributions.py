@@ -21,14 +21,11 @@ from unittest import mock
 import numpy as np
 
 import stream.state
-from benchmarks.nab.corpus import data_path, open_corpus
-from benchmarks.nab.run import score_file
+from benchmarks.nab.corpus import DEFAULT_CORPUS, data_path
+from benchmarks.nab.run import load_inputs, score_file
 from benchmarks.nab.scoring import PROFILES, score_corpus_all_profiles
 from stream.channels import channel_alerts
-from stream.errors import ModelError
-from stream.model import WindowModel, default_model_path, load_model
-
-REPO = Path(__file__).resolve().parents[2]
+from stream.model import WindowModel, load_model
 
 # Variant name -> (model in the point channel, model in the coarse channel).
 VARIANTS = {
@@ -79,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--corpus",
         type=Path,
-        default=REPO.parent / "shared" / "data" / "nab",
+        default=DEFAULT_CORPUS,
         help="NAB-layout folder with data/ and labels/ "
         "(default: ../shared/data/nab beside the repository)",
     )
@@ -91,20 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    if args.workers < 1:
-        parser.error(f"--workers must be at least 1, got {args.workers}")
-    model_path = str(args.model or default_model_path())
-    try:
-        load_model(model_path)
-        corpus = open_corpus(args.corpus)
-    except (ModelError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    inputs = load_inputs(parser, args)
+    if inputs is None:
         return 2
+    model_path, corpus = inputs
     print("| variant | standard | low FP | low FN |")
     print("|---|---|---|---|")
     for variant, (point_model, coarse_model) in VARIANTS.items():
         jobs = [
-            (model_path, str(args.corpus), name, point_model, coarse_model)
+            (str(model_path), str(args.corpus), name, point_model, coarse_model)
             for name in corpus.names
         ]
         with ProcessPoolExecutor(max_workers=args.workers) as pool:

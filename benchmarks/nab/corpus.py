@@ -28,6 +28,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+# The development files sit beside the repository in a checkout that has them.
+# A user's clone has none there and passes --corpus.
+DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
 DATA_DIR = "data"
 RESULTS_DIR = "results"
 WINDOWS_FILE = "labels/combined_windows.json"

@@ -11,16 +11,19 @@ the service sends them to the dead-letter topic.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.nab.corpus import data_path
+from benchmarks.nab.corpus import Corpus, data_path, open_corpus
 from stream.csvfile import read_points
 from stream.detect import detect_points, scorer_for
-from stream.model import load_model
+from stream.errors import ModelError
+from stream.model import default_model_path, load_model
 from stream.points import Point
 
 DETECTOR_NAME = "anomalybert"
@@ -61,3 +64,24 @@ def run_corpus(
         return dict(map(_score_one, jobs))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return dict(pool.map(_score_one, jobs))
+
+
+def load_inputs(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[Path, Corpus] | None:
+    """Check the ``--workers``, ``--model`` and ``--corpus`` options of a benchmark.
+
+    Returns the model path and the corpus. On a missing or invalid model or
+    corpus it prints one error line and returns None, and an invalid worker
+    count exits through ``parser.error``.
+    """
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    model_path = Path(args.model or default_model_path())
+    try:
+        load_model(model_path)
+        corpus = open_corpus(args.corpus)
+    except (ModelError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    return model_path, corpus

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.nab.corpus import Corpus, data_path, load_corpus
+from benchmarks.nab.corpus import DEFAULT_CORPUS, Corpus, data_path, load_corpus
 from benchmarks.nab.scoring import PROFILES, score_corpus, score_corpus_all_profiles
 from stream.calibration import (
     CalibrationSpec,
@@ -36,8 +36,6 @@ from stream.csvfile import read_points
 from stream.detect import detect_points, scorer_for
 from stream.model import default_model_path, load_model
 from stream.points import Point
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class _RecordingModel:
@@ -173,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.nab.variants", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--corpus", type=Path, default=REPO.parent / "shared" / "data" / "nab"
-    )
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--methods", default="likelihood,record")
     parser.add_argument("--lags", default="0,3,7,15")
