@@ -60,8 +60,8 @@ def _score_one(args: tuple[str, str, str, bool, bool]) -> tuple[str, np.ndarray]
     model = load_model(model_path)
     coarse_score = model.score if coarse_model else _ones
     point = model if point_model else _PointScoreOverride(model)
-    # The scorer passes its own model's score to the channels; the patch gives
-    # them the coarse channel's scorer instead.
+    # The scorer passes its own model's score to the channels, so the patch
+    # replaces that argument with the coarse channel's scorer.
     with mock.patch.object(
         stream.state, "channel_alerts", _channel_alerts_with(coarse_score)
     ):

@@ -28,8 +28,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# The development files sit beside the repository in a checkout that has them.
-# A user's clone has none there and passes --corpus.
+# NAB's development files, where a checkout keeps them beside the repository.
+# Without them there, the benchmarks need --corpus.
 DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
 DATA_DIR = "data"
 RESULTS_DIR = "results"
