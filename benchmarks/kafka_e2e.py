@@ -54,6 +54,7 @@ from aiokafka.errors import (
     for_code,
 )
 
+from benchmarks import help_description
 from benchmarks.common import (
     PointStream,
     format_rate,
@@ -658,7 +659,7 @@ def latency_lines(args: argparse.Namespace, latency: list[LatencyRun]) -> list[s
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.kafka_e2e", description=__doc__.split("\n")[0]
+        prog="python -m benchmarks.kafka_e2e", description=help_description(__doc__)
     )
     parser.add_argument(
         "--port",

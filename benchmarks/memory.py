@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import help_description
 from benchmarks.common import (
     CONSUMER_BATCH_POINTS,
     PointStream,
@@ -239,7 +240,7 @@ def render(args: argparse.Namespace, runs: dict[int, list[dict[str, float]]]) ->
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.memory", description=__doc__.split("\n")[0]
+        prog="python -m benchmarks.memory", description=help_description(__doc__)
     )
     parser.add_argument(
         "--series",

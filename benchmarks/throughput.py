@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import help_description
 from benchmarks.common import (
     CONSUMER_BATCH_POINTS,
     PointStream,
@@ -480,7 +481,7 @@ def _river_version() -> str:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.throughput", description=__doc__.split("\n")[0]
+        prog="python -m benchmarks.throughput", description=help_description(__doc__)
     )
     parser.add_argument(
         "--model",

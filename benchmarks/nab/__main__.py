@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import help_description
 from benchmarks.nab.corpus import (
     DEFAULT_CORPUS,
     data_path,
@@ -55,7 +56,7 @@ def _cpu_model() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.nab", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.nab", description=help_description(__doc__)
     )
     parser.add_argument(
         "--corpus",

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchmarks import help_description
 from benchmarks.nab.corpus import DEFAULT_CORPUS
 from benchmarks.nab.run import load_inputs, run_corpus
 from benchmarks.nab.scoring import PROFILES, score_corpus_all_profiles
@@ -26,7 +27,7 @@ def _ints(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.nab.channels", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.nab.channels", description=help_description(__doc__)
     )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--model", type=Path, default=None)

@@ -21,6 +21,7 @@ from unittest import mock
 import numpy as np
 
 import stream.state
+from benchmarks import help_description
 from benchmarks.nab.corpus import DEFAULT_CORPUS, data_path
 from benchmarks.nab.run import load_inputs, score_file
 from benchmarks.nab.scoring import PROFILES, score_corpus_all_profiles
@@ -71,7 +72,7 @@ def _score_one(args: tuple[str, str, str, bool, bool]) -> tuple[str, np.ndarray]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.nab.contributions",
-        description=__doc__.splitlines()[0],
+        description=help_description(__doc__),
     )
     parser.add_argument(
         "--corpus",

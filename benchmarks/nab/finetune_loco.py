@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import help_description
 from benchmarks.nab.__main__ import DEFAULT_CORPUS, REPO
 from benchmarks.nab.corpus import Corpus, load_corpus
 from benchmarks.nab.report import category_score, replace_section
@@ -304,7 +305,7 @@ def run_fold(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.nab.finetune_loco",
-        description=__doc__.splitlines()[0],
+        description=help_description(__doc__),
     )
     parser.add_argument(
         "--corpus",

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import help_description
 from benchmarks.nab.corpus import DEFAULT_CORPUS, Corpus, data_path, load_corpus
 from benchmarks.nab.scoring import PROFILES, score_corpus, score_corpus_all_profiles
 from stream.calibration import (
@@ -169,7 +170,7 @@ def _job(args: tuple[str, str, str]) -> tuple[str, FileScores]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.nab.variants", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.nab.variants", description=help_description(__doc__)
     )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--model", type=Path, default=None)

@@ -1,0 +1,50 @@
+"""The benchmark commands' --help text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import help_description
+
+COMMANDS = (
+    "benchmarks.nab",
+    "benchmarks.nab.channels",
+    "benchmarks.nab.contributions",
+    "benchmarks.nab.ensemble",
+    "benchmarks.nab.finetune_loco",
+    "benchmarks.nab.variants",
+    "benchmarks.kafka_e2e",
+    "benchmarks.memory",
+    "benchmarks.throughput",
+)
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ("``python -m benchmarks.x``: score the files.\n\nMore.", "Score the files."),
+        ("Speed of the scorer: ``python -m benchmarks.y``.\n", "Speed of the scorer."),
+        ("Averages ``(batch, 16)`` inputs.", "Averages (batch, 16) inputs."),
+    ],
+)
+def test_help_description_drops_command_and_markup(doc, expected):
+    assert help_description(doc) == expected
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help_shows_plain_description(module):
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.startswith("usage: python -m " + module)
+    assert "``" not in result.stdout
+    description = result.stdout.split("\n\n")[1].strip()
+    assert description[0].isupper()
+    assert description.endswith((".", "?"))
