@@ -60,6 +60,27 @@ def test_ensemble_rejects_other_normalisation(tmp_path):
     assert not (tmp_path / "mean").exists()
 
 
+@pytest.mark.parametrize(
+    ("change", "name"),
+    [
+        ({"lag_points": 3}, "alert.lag_points=3"),
+        (
+            {"calibration": {"method": "record", "horizon_points": 500}},
+            "alert.calibration",
+        ),
+    ],
+)
+def test_ensemble_rejects_other_alert_settings(tmp_path, change, name):
+    first = write_model(tmp_path / "a")
+    second = write_model(tmp_path / "b")
+    metadata = json.loads(second.read_text())
+    metadata["alert"].update(change)
+    second.write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match=name):
+        build_ensemble([first, second], tmp_path / "mean")
+    assert not (tmp_path / "mean").exists()
+
+
 def test_ensemble_cli_reports_missing_model(tmp_path, capsys):
     first = write_model(tmp_path / "a")
     missing = tmp_path / "missing" / "model.onnx.json"

@@ -5,8 +5,9 @@ model and returns the element-wise mean of their ``(batch, 16)`` scores. The
 metadata is the first model's, alert settings included, with the new file's
 checksum and version, so the service and ``python -m benchmarks.nab --model``
 load it like any other model.
-The models must share the window size, the normalisation and the input and
-output names. Needs the ``onnx`` package (the ``train`` or ``dev`` extra).
+The models must share the window size, the normalisation, the input and
+output names, the lag and the alert calibration. The threshold is the first
+model's. Needs the ``onnx`` package (the ``train`` or ``dev`` extra).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import onnx
 from onnx import compose, helper
 
+from benchmarks import help_description
 from stream.errors import ModelError
 from stream.model import load_model, sha256_file
 
@@ -30,8 +32,8 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
     The alert settings (threshold, lag, calibration) are the first model's.
     Raises ValueError when fewer than two models are given, when one is given
     twice, when ``output_dir`` contains a member, or when their window size,
-    normalisation, input or output differ, and ModelError when a model cannot
-    be loaded.
+    normalisation, input, output, lag or alert calibration differ, and
+    ModelError when a model cannot be loaded.
     """
     if len(metadata_paths) < 2:
         raise ValueError(
@@ -57,11 +59,21 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
     first = models[0].metadata
     for model in models[1:]:
         other = model.metadata
-        for name in ("window_size", "input_name", "output_name", "normalisation"):
-            if getattr(other, name) != getattr(first, name):
+        shared = {
+            "window_size": (first.window_size, other.window_size),
+            "input_name": (first.input_name, other.input_name),
+            "output_name": (first.output_name, other.output_name),
+            "normalisation": (first.normalisation, other.normalisation),
+            # The mean model takes these from the first member, so a member
+            # scored with other alert settings would be judged by the wrong ones.
+            "alert.lag_points": (first.alert.lag_points, other.alert.lag_points),
+            "alert.calibration": (first.alert.calibration, other.alert.calibration),
+        }
+        for name, (expected, found) in shared.items():
+            if found != expected:
                 raise ValueError(
-                    f"{other.path} has {name}={getattr(other, name)!r} but "
-                    f"{first.path} has {getattr(first, name)!r}; "
+                    f"{other.path} has {name}={found!r} but "
+                    f"{first.path} has {expected!r}; "
                     "ensemble only models that share it"
                 )
 
@@ -124,7 +136,7 @@ def build_ensemble(metadata_paths: list[Path], output_dir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.nab.ensemble", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.nab.ensemble", description=help_description(__doc__)
     )
     parser.add_argument(
         "models", type=Path, nargs="+", help="model.onnx.json files of the members"
