@@ -1,5 +1,6 @@
 """A tiny end-to-end training run into a temporary directory."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 from stream.calibration import CalibrationSpec  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
+from training.config import TRAIN_OPTION_HELP, TrainConfig  # noqa: E402
 from training.export import load_checkpoint, sha256_file  # noqa: E402
 from training.scenarios import SCENARIOS  # noqa: E402
 from training.train import main, train  # noqa: E402
@@ -134,3 +135,14 @@ def test_cli_rejects_invalid_settings(tmp_path, capsys, arguments, message):
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_cli_help_describes_every_setting(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "TrainConfig" not in text
+    for field in dataclasses.fields(TrainConfig):
+        described = " ".join(TRAIN_OPTION_HELP[field.name].split())
+        assert f"{described} (default: {field.default})" in text

@@ -86,3 +86,29 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# One line of --help per TrainConfig field, for ``python -m training.train``.
+TRAIN_OPTION_HELP: dict[str, str] = {
+    "seed": "seed of data generation, the split, sampling and initialisation",
+    "n_train_series": "synthetic training series, split evenly over the scenarios",
+    "n_validation_series": "whole synthetic series held out for validation",
+    "min_length": "shortest generated series, in points",
+    "max_length": "longest generated series, in points",
+    "epochs": "epochs, each of --windows-per-epoch freshly drawn windows",
+    "windows_per_epoch": "training windows drawn per epoch",
+    "batch_size": "windows per optimiser step",
+    "learning_rate": "peak AdamW learning rate",
+    "min_learning_rate": "learning rate at the end of the cosine schedule",
+    "lr_warmup_steps": "steps of linear learning-rate warm-up",
+    "weight_decay": "AdamW weight decay",
+    "grad_clip_norm": "largest gradient norm; larger gradients are scaled down",
+    "positive_window_fraction": "share of each epoch's windows that hold a labelled point",
+    "negative_keep_probability": "share of all-normal windows kept in the pool",
+    "pos_weight": "loss weight of positive elements",
+    "positive_label_threshold": "label probability from which a point counts as anomalous in the metrics",
+    "warmup_points": "points at the start of each series neither trained on nor validated",
+    "validation_negative_fraction": "share of normal points scored in the per-epoch validation",
+    "num_threads": "torch threads",
+    "eval_batch_size": "windows per batch when validating",
+}

@@ -21,7 +21,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.config import ModelConfig, NormalisationConfig, TrainConfig
+from training.config import (
+    TRAIN_OPTION_HELP,
+    ModelConfig,
+    NormalisationConfig,
+    TrainConfig,
+)
 from training.data import (
     ValidationSet,
     WindowPool,
@@ -513,7 +518,7 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig
             f"--{field.name.replace('_', '-')}",
             type=type(field.default),
             default=field.default,
-            help=f"TrainConfig.{field.name} (default: {getattr(defaults, field.name)})",
+            help=f"{TRAIN_OPTION_HELP[field.name]} (default: {field.default})",
         )
     args = parser.parse_args(argv)
     config = replace(
