@@ -42,7 +42,7 @@ import numpy as np
 
 from stream.calibration import CalibrationSpec
 from stream.model import NormalisationSpec
-from stream.normalise import normalise_windows
+from stream.normalise import normalise_sequence, normalise_windows
 
 SEASON_SECONDS = 86_400.0
 # The records never fall below this, as in the point channel.
@@ -54,6 +54,9 @@ RECORD_FLOOR = 1e-6
 # the next gets clipped coarse windows, and its coarse alerts sit near 0.5.
 OFFSET_LIMIT = 1e38
 SIGNAL_LIMIT = 1e30
+# A slot that completes more blocks than this in one batch is processed as a
+# sequence over time, and the others in rounds over slots.
+_ROUND_LIMIT = 2
 # coarse_points, buckets, block sum, newest block mean, block points, blocks,
 # coarse scale, coarse record, seasonal scale, seasonal residual count,
 # seasonal record
@@ -214,78 +217,245 @@ def channel_alerts(
     point alerts and is updated in place. ``score`` is the model's window scorer.
     Returns the number of coarse windows scored.
     """
-    k = spec.coarse_points
-    block_sum, block_points = table.block_sum, table.block_points
-    # TODO: the channels add about 12 CPU µs per point (benchmarks.throughput).
-    # Cumulative sums per slot would vectorise this per-point loop.
-    # Blocks completed in this batch: (position among the points, slot, mean).
-    completed: list[tuple[int, int, float]] = []
-    for position, (slot, value) in enumerate(
-        zip(slots.tolist(), values.tolist(), strict=True)
-    ):
-        total = float(block_sum[slot]) + value
-        count = int(block_points[slot]) + 1
-        if count == k:
-            completed.append((position, slot, total / k))
-            total, count = 0.0, 0
-        block_sum[slot] = total
-        block_points[slot] = count
-    if not completed:
+    positions, ordinals, means = _complete_blocks(table, slots, values)
+    if not len(positions):
         return 0
-
+    k = spec.coarse_points
+    completed_slots = slots[positions]
     horizon = max(1, spec.horizon_points // k)
     scale_horizon = max(1, normalisation.horizon_points // k)
-    windows = np.empty((len(completed), table.window_size), dtype=np.float32)
-    residuals = np.zeros(len(completed))
+    windows = np.empty((len(positions), table.window_size), dtype=np.float32)
+    residuals = np.zeros(len(positions))
     # Blocks and residuals each channel had seen at each block, for their
     # warm-ups.
-    block_counts = np.zeros(len(completed), dtype=np.int64)
-    residual_counts = np.zeros(len(completed), dtype=np.int64)
-    for i, (position, slot, mean) in enumerate(completed):
-        means = table.means[slot]
-        if table.blocks[slot] == 0:
-            means[:] = 0.0
-        else:
-            # Rebase the stored offsets on the new mean.
-            shift = float(table.base[slot]) - mean
-            means[:-1] = _offsets(means[1:], shift)
-            means[-1] = 0.0
-            table.season[slot] = _offsets(table.season[slot], shift)
-        table.base[slot] = mean
-        table.blocks[slot] += 1
-        block_counts[i] = table.blocks[slot]
-        windows[i : i + 1], table.scale[slot : slot + 1] = normalise_windows(
-            means[None, :].astype(np.float64) + mean,
-            table.scale[slot : slot + 1],
-            table.blocks[slot : slot + 1].astype(np.float64),
+    block_counts = np.zeros(len(positions), dtype=np.int64)
+    residual_counts = np.zeros(len(positions), dtype=np.int64)
+    outputs = (windows, residuals, block_counts, residual_counts)
+
+    # A slot that completes many blocks in this batch has them processed as one
+    # sequence, vectorised over time. The others go in rounds, vectorised over
+    # slots: round r holds each slot's (r + 1)-th block, so a slot's blocks
+    # stay in time order. Both give the same results.
+    _, slot_index, slot_blocks = np.unique(
+        completed_slots, return_inverse=True, return_counts=True
+    )
+    long = slot_blocks[slot_index] > _ROUND_LIMIT
+    in_rounds, in_sequences = np.flatnonzero(~long), np.flatnonzero(long)
+    rounds = _groups(in_rounds, ordinals[in_rounds])
+    sequences = _groups(in_sequences, completed_slots[in_sequences])
+
+    for members in rounds:
+        round_slots = completed_slots[members]
+        round_means = means[members]
+        _push_means(table, round_slots, round_means)
+        block_counts[members] = table.blocks[round_slots]
+        windows[members], table.scale[round_slots] = normalise_windows(
+            table.means[round_slots].astype(np.float64) + round_means[:, None],
+            table.scale[round_slots],
+            table.blocks[round_slots].astype(np.float64),
             scale_horizon,
             normalisation.eps_rel,
             normalisation.eps_abs,
         )
         if table.buckets:
-            residuals[i] = _seasonal_residual(
-                table, slot, float(times[position]), horizon
+            residuals[members] = _seasonal_residuals(
+                table, round_slots, times[positions[members]], horizon
             )
-            residual_counts[i] = table.season_count[slot]
+            residual_counts[members] = table.season_count[round_slots]
+    for members in sequences:
+        slot = int(completed_slots[members[0]])
+        first_block = int(table.blocks[slot]) + 1
+        block_windows = _push_sequence(
+            table,
+            slot,
+            means[members],
+            times[positions[members]],
+            horizon,
+            members,
+            outputs,
+        )
+        windows[members], table.scale[slot] = normalise_sequence(
+            block_windows,
+            float(table.scale[slot]),
+            first_block,
+            scale_horizon,
+            normalisation.eps_rel,
+            normalisation.eps_abs,
+            stored=np.float32,
+        )
 
     raw = score(windows)[:, -1].astype(np.float64)
     signals = raw * np.abs(windows[:, -1].astype(np.float64))
     keep = 1.0 - 1.0 / horizon
+    coarse = np.empty(len(positions))
+    seasonal = np.empty(len(positions))
+    for members in rounds:
+        round_slots = completed_slots[members]
+        coarse[members] = _record_alerts(
+            table.record, round_slots, signals[members], keep
+        )
+        seasonal[members] = _record_alerts(
+            table.season_record, round_slots, residuals[members], keep
+        )
+    for members in sequences:
+        slot = int(completed_slots[members[0]])
+        coarse[members] = _record_alert_sequence(
+            table.record, slot, signals[members], keep
+        )
+        seasonal[members] = _record_alert_sequence(
+            table.season_record, slot, residuals[members], keep
+        )
     warm = spec.warmup_points
     # Each channel has its own warm-up, the same length in blocks as the point
     # warm-up: the seasonal channel starts a day after the series, and both
     # start afresh when restored state had none of theirs.
     warm_blocks = warm // k
-    for i, (position, slot, _mean) in enumerate(completed):
-        coarse = _record_alert(table.record, slot, float(signals[i]), keep)
-        seasonal = _record_alert(table.season_record, slot, float(residuals[i]), keep)
-        if block_counts[i] <= warm_blocks:
-            coarse = 0.0
-        if residual_counts[i] <= warm_blocks:
-            seasonal = 0.0
-        if n_scored[position] > warm:
-            alert[position] = max(float(alert[position]), coarse, seasonal)
-    return len(completed)
+    coarse[block_counts <= warm_blocks] = 0.0
+    seasonal[residual_counts <= warm_blocks] = 0.0
+    raised = np.maximum(alert[positions], np.maximum(coarse, seasonal))
+    alert[positions] = np.where(n_scored[positions] > warm, raised, alert[positions])
+    return len(positions)
+
+
+def _complete_blocks(
+    table: ChannelTable, slots: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Add points to their slots' open blocks and return the blocks they complete.
+
+    Returns the positions of the points that complete a block, in arrival
+    order, each block's number among its slot's blocks of this batch (from
+    0), and the block means.
+    Each block's sum is accumulated from its first value to its last, one
+    addition at a time, so batch boundaries do not change it.
+    """
+    k = table.coarse_points
+    n = len(slots)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    order = np.argsort(slots, kind="stable")
+    sorted_slots = slots[order]
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
+    last = np.r_[starts[1:], n] - 1
+    segment = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    segment_slots = sorted_slots[starts]
+    # q: the point's place in its slot's blocks, counting the open block's points.
+    q = (
+        table.block_points[segment_slots].astype(np.int64)[segment]
+        + np.arange(n)
+        - starts[segment]
+    )
+    block = q // k
+    # One running sum per (slot, block) of the batch. The first block of a
+    # slot starts from the sum carried in, later ones from 0. Adding the
+    # values column by column (a block's first value of the batch, its second,
+    # ...) keeps each sum's additions in arrival order, as a loop over the
+    # points would, so batch boundaries do not change the sums.
+    row = np.r_[0, np.cumsum(block[last] - block[starts] + 1)[:-1]][segment] + (
+        block - block[starts][segment]
+    )
+    row_starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    column = np.arange(n) - np.repeat(row_starts, np.diff(np.r_[row_starts, n]))
+    sums = np.zeros(row[-1] + 1)
+    sums[row[starts]] = table.block_sum[segment_slots]
+    totals = np.empty(n)
+    for members in _groups(np.arange(n), column):
+        target = row[members]
+        sums[target] += sorted_values[members]
+        totals[members] = sums[target]
+
+    ends = q % k == k - 1
+    table.block_sum[segment_slots] = np.where(ends[last], 0.0, totals[last])
+    table.block_points[segment_slots] = (q[last] + 1) % k
+
+    completed = np.flatnonzero(ends)
+    positions = order[completed]
+    by_arrival = np.argsort(positions, kind="stable")
+    positions = positions[by_arrival]
+    means = totals[completed][by_arrival] / k
+    # 0 for a slot's first block completed in this batch, 1 for its second, ...
+    ordinals = (block - block[starts][segment])[completed][by_arrival]
+    return positions, ordinals, means
+
+
+def _groups(indices: np.ndarray, keys: np.ndarray) -> list[np.ndarray]:
+    """Split ``indices`` by their ``keys`` in key order, keeping the order within each group."""
+    order = np.argsort(keys, kind="stable")
+    keys, indices = keys[order], indices[order]
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    return np.split(indices, cuts) if len(indices) else []
+
+
+def _push_means(table: ChannelTable, slots: np.ndarray, means: np.ndarray) -> None:
+    """Append one block mean to each of ``slots`` (distinct) and rebase their offsets."""
+    fresh = table.blocks[slots] == 0
+    table.means[slots[fresh]] = 0.0
+    old = slots[~fresh]
+    if len(old):
+        shift = table.base[old] - means[~fresh]
+        table.means[old, :-1] = _offsets(table.means[old, 1:], shift[:, None])
+        table.means[old, -1] = 0.0
+        table.season[old] = _offsets(table.season[old], shift[:, None])
+    table.base[slots] = means
+    table.blocks[slots] += 1
+
+
+def _push_sequence(
+    table: ChannelTable,
+    slot: int,
+    means: np.ndarray,
+    end_times: np.ndarray,
+    horizon: int,
+    members: np.ndarray,
+    outputs: tuple[np.ndarray, ...],
+) -> np.ndarray:
+    """Append several block means to one slot, one after the other.
+
+    Gives the state that :func:`_push_means` and :func:`_seasonal_residuals`
+    give one block at a time. Writes the residuals and the counts of ``outputs`` at ``members`` and
+    returns the blocks' windows of means (float64), not yet normalised.
+    """
+    _, residuals, block_counts, residual_counts = outputs
+    offsets = table.means[slot].copy()
+    season = table.season[slot].copy()
+    base = float(table.base[slot])
+    blocks = int(table.blocks[slot])
+    count = int(table.season_count[slot])
+    scale = float(table.season_scale[slot])
+    buckets = _buckets(end_times, table.buckets) if table.buckets else None
+    windows = np.empty((len(means), table.window_size))
+    for i, mean in enumerate(means.tolist()):
+        if blocks == 0:
+            offsets[:] = 0.0
+        else:
+            shift = base - mean
+            offsets[:-1] = _offsets(offsets[1:], shift)
+            offsets[-1] = 0.0
+            season[:] = _offsets(season, shift)
+        base = mean
+        blocks += 1
+        block_counts[members[i]] = blocks
+        windows[i] = offsets.astype(np.float64) + mean
+        if buckets is None:
+            continue
+        bucket = int(buckets[i])
+        previous = float(season[bucket])
+        season[bucket] = 0.0
+        if not np.isnan(previous):
+            residual = abs(previous)
+            count += 1
+            if count > 1 and scale > 0:
+                residuals[members[i]] = residual / scale
+            rate = max(1.0 / count, 1.0 / horizon)
+            scale = float(np.float32((1.0 - rate) * scale + rate * residual))
+        residual_counts[members[i]] = count
+    table.means[slot] = offsets
+    table.season[slot] = season
+    table.base[slot] = base
+    table.blocks[slot] = blocks
+    table.season_count[slot] = count
+    table.season_scale[slot] = scale
+    return windows
 
 
 def _offsets(offsets: np.ndarray, shift: float) -> np.ndarray:
@@ -293,33 +463,60 @@ def _offsets(offsets: np.ndarray, shift: float) -> np.ndarray:
     return np.clip(offsets.astype(np.float64) + shift, -OFFSET_LIMIT, OFFSET_LIMIT)
 
 
-def _seasonal_residual(
-    table: ChannelTable, slot: int, end_time: float, horizon: int
-) -> float:
-    """Compare the newest block with the last one of its bucket; return the scaled residual.
+def _seasonal_residuals(
+    table: ChannelTable, slots: np.ndarray, end_times: np.ndarray, horizon: int
+) -> np.ndarray:
+    """Compare each slot's newest block with the last one of its bucket; return the scaled residuals.
 
-    The buckets hold offsets from the newest block mean, so the newest block is 0.
+    ``slots`` are distinct. The buckets hold offsets from the newest block
+    mean, so the newest block is 0.
     """
-    bucket = int((end_time % SEASON_SECONDS) // (SEASON_SECONDS / table.buckets))
-    bucket = min(bucket, table.buckets - 1)
-    previous = float(table.season[slot, bucket])
-    table.season[slot, bucket] = 0.0
-    if np.isnan(previous):
-        return 0.0
-    residual = abs(previous)
-    count = int(table.season_count[slot]) + 1
-    table.season_count[slot] = count
-    scale = float(table.season_scale[slot])
-    scaled = residual / scale if count > 1 and scale > 0 else 0.0
-    rate = max(1.0 / count, 1.0 / horizon)
-    table.season_scale[slot] = (1.0 - rate) * scale + rate * residual
+    buckets = _buckets(end_times, table.buckets)
+    previous = table.season[slots, buckets].astype(np.float64)
+    table.season[slots, buckets] = 0.0
+    seen = ~np.isnan(previous)
+    slots, previous = slots[seen], previous[seen]
+    residual = np.abs(previous)
+    count = table.season_count[slots].astype(np.int64) + 1
+    table.season_count[slots] = count
+    scale = table.season_scale[slots].astype(np.float64)
+    usable = (count > 1) & (scale > 0)
+    scaled = np.zeros(len(seen))
+    scaled[seen] = np.where(usable, residual / np.where(usable, scale, 1.0), 0.0)
+    rate = np.maximum(1.0 / count, 1.0 / horizon)
+    table.season_scale[slots] = (1.0 - rate) * scale + rate * residual
     return scaled
 
 
-def _record_alert(records: np.ndarray, slot: int, signal: float, keep: float) -> float:
+def _record_alerts(
+    records: np.ndarray, slots: np.ndarray, signals: np.ndarray, keep: float
+) -> np.ndarray:
+    """Score signals of distinct ``slots`` against their records; update the records."""
     # The records are float32. A residual of a value near 1e300 against a small
     # scale would overflow them to inf and silence the channel for good.
-    signal = min(signal, SIGNAL_LIMIT)
-    record = max(float(records[slot]), RECORD_FLOOR)
-    records[slot] = max(signal, record * keep, RECORD_FLOOR)
-    return signal / (signal + record)
+    signals = np.minimum(signals, SIGNAL_LIMIT)
+    record = np.maximum(records[slots].astype(np.float64), RECORD_FLOOR)
+    records[slots] = np.maximum(np.maximum(signals, record * keep), RECORD_FLOOR)
+    return signals / (signals + record)
+
+
+def _record_alert_sequence(
+    records: np.ndarray, slot: int, signals: np.ndarray, keep: float
+) -> np.ndarray:
+    """Score consecutive signals of one slot, as :func:`_record_alerts` would one at a time."""
+    alerts = np.empty(len(signals))
+    record = float(records[slot])
+    for i, signal in enumerate(np.minimum(signals, SIGNAL_LIMIT).tolist()):
+        reference = max(record, RECORD_FLOOR)
+        alerts[i] = signal / (signal + reference)
+        record = float(np.float32(max(signal, reference * keep, RECORD_FLOOR)))
+    records[slot] = record
+    return alerts
+
+
+def _buckets(end_times: np.ndarray, buckets: int) -> np.ndarray:
+    """Return the bucket of the UTC day that each block end time falls into."""
+    width = SEASON_SECONDS / buckets
+    return np.minimum(
+        ((end_times % SEASON_SECONDS) // width).astype(np.int64), buckets - 1
+    )

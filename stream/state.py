@@ -42,7 +42,7 @@ from stream.calibration import (
 )
 from stream.channels import ChannelTable, channel_alerts
 from stream.model import WindowModel
-from stream.normalise import normalise_windows
+from stream.normalise import normalise_sequence, normalise_windows
 from stream.points import (
     MAX_ABS_VALUE,
     REASON_DUPLICATE_TIMESTAMP,
@@ -704,22 +704,14 @@ class StreamScorer:
         windows = np.lib.stride_tricks.sliding_window_view(extended_values, w)[1:]
 
         norm = self.model.metadata.normalisation
-        centre = np.median(windows, axis=1)
-        deviation = windows - centre[:, None]
-        spread = np.abs(deviation).mean(axis=1)
-        n_points = count_before + 1 + np.arange(k, dtype=np.float64)
-        rates = np.maximum(1.0 / n_points, 1.0 / norm.horizon_points)
-        # The scale recurrence is sequential; plain floats keep it cheap.
-        scales = np.empty(k)
-        scale = float(t.scale[slot])
-        for i, (rate, d) in enumerate(
-            zip(rates.tolist(), spread.tolist(), strict=True)
-        ):
-            scale = (1.0 - rate) * scale + rate * d
-            scales[i] = scale
-        floor = np.maximum(norm.eps_rel * np.abs(centre), norm.eps_abs)
-        effective = np.maximum(scales, floor)
-        inputs = np.arcsinh(deviation / effective[:, None]).astype(np.float32)
+        inputs, scale = normalise_sequence(
+            windows,
+            float(t.scale[slot]),
+            count_before + 1,
+            norm.horizon_points,
+            norm.eps_rel,
+            norm.eps_abs,
+        )
         self._inputs[indices] = inputs
 
         t.values[slot] = extended_values[-w:]

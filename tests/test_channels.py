@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -161,6 +163,63 @@ def test_block_means_survive_batch_boundaries():
     assert table.base.tolist() == [3.0, 20.0]
     assert table.means[:, -1].tolist() == [0.0, 0.0]
     assert len(windows) == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    coarse_points=st.sampled_from([2, 3, 12]),
+    cuts=st.lists(st.integers(1, 399), max_size=12),
+)
+def test_many_series_do_not_depend_on_batching(seed, coarse_points, cuts):
+    # Several series, interleaved at random, in one batch and cut into
+    # batches at random: the blocks of a batch go through rounds over the
+    # series or, for a series with many blocks in the batch, one sequence.
+    rng = np.random.default_rng(seed)
+    n = 400
+    slots = rng.integers(0, 4, n)
+    slots[rng.random(n) < 0.5] = 0  # series 0 completes many blocks per batch
+    values = rng.normal(0, 1, n) * rng.choice([0.01, 1.0, 1e6], 4)[slots]
+    times = np.empty(n)
+    for slot in range(4):
+        mine = slots == slot
+        times[mine] = np.cumsum(rng.choice([300.0, 3600.0], mine.sum()))
+    n_scored = np.empty(n, dtype=np.int64)
+    for slot in range(4):
+        n_scored[slots == slot] = np.arange(1, (slots == slot).sum() + 1)
+    spec = CalibrationSpec(
+        "record", 120, warmup_points=6, coarse_points=coarse_points, season_buckets=24
+    )
+
+    point_alerts = rng.uniform(0, 0.5, n)
+
+    def run(bounds):
+        table = ChannelTable(16, coarse_points, 24, capacity=4)
+        for slot in range(4):
+            table.reset(slot)
+        alert = point_alerts.copy()
+        for start, stop in itertools.pairwise(bounds):
+            part = alert[start:stop]
+            channel_alerts(
+                table,
+                spec,
+                NORMALISATION,
+                lambda windows: 1.0 / (1.0 + np.exp(-windows)),
+                slots[start:stop],
+                values[start:stop],
+                times[start:stop],
+                n_scored[start:stop],
+                part,
+            )
+            alert[start:stop] = part
+        return alert, table.snapshot()
+
+    whole, whole_state = run([0, n])
+    parts, parts_state = run(sorted({0, n, *cuts}))
+    np.testing.assert_array_equal(parts, whole)
+    for name, array in whole_state.items():
+        np.testing.assert_array_equal(parts_state[name], array, err_msg=name)
+    assert (whole > point_alerts).any()
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
