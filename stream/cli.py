@@ -280,12 +280,12 @@ def _run_detect(args: argparse.Namespace) -> int:
             f"{args.input}: {len(detection.points)} points scored, threshold {detection.threshold:.3f}"
         )
         print(
-            f"{'rank':>4}  {'timestamp':<20}  {'value':>14}  {'score':>7}  {'window':>7}"
+            f"{'rank':>4}  {'timestamp':<20}  {'value':>17}  {'score':>7}  {'window':>7}"
         )
         for rank, p in enumerate(top, start=1):
             flag = " *" if p.is_anomaly else ""
             print(
-                f"{rank:>4}  {format_timestamp(p.timestamp):<20}  {p.value:>14.6g}  {p.score:>7.4f}  {p.window_score:>7.4f}{flag}"
+                f"{rank:>4}  {format_timestamp(p.timestamp):<20}  {p.value:>17.12g}  {p.score:>7.4f}  {p.window_score:>7.4f}{flag}"
             )
         print("* score at or above the threshold")
 

@@ -67,6 +67,14 @@ def test_table_output(tmp_path, model_path, capsys):
     assert lines[-1] == "* score at or above the threshold"
 
 
+def test_table_prints_large_values_in_full(tmp_path, model_path, capsys):
+    rows = [(stamp, 46_141_000.0 + value) for stamp, value in series_rows()]
+    path = write_csv(tmp_path, rows)
+    assert run_detect(model_path, "--input", str(path), "--top-n", "1") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[:3] == ["1", SPIKE_TIME, "46141050"]
+
+
 def test_json_output(tmp_path, model_path, capsys):
     path = write_csv(tmp_path)
     code = run_detect(model_path, "--input", str(path), "--format", "json")
