@@ -40,9 +40,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from stream.batching import group_by, sequence_cutoff
 from stream.calibration import CalibrationSpec
 from stream.model import NormalisationSpec
 from stream.normalise import normalise_sequence, normalise_windows
+from stream.points import MAX_ABS_VALUE
 
 SEASON_SECONDS = 86_400.0
 # The records never fall below this, as in the point channel.
@@ -54,9 +56,13 @@ RECORD_FLOOR = 1e-6
 # the next gets clipped coarse windows, and its coarse alerts sit near 0.5.
 OFFSET_LIMIT = 1e38
 SIGNAL_LIMIT = 1e30
-# A slot that completes more blocks than this in one batch is processed as a
-# sequence over time, and the others in rounds over slots.
-_ROUND_LIMIT = 2
+# CPU cost in µs of one round of blocks (vectorised over slots), of one
+# sequence (one slot's blocks, vectorised over time) and of each block of a
+# sequence beyond what a round costs per block. Measured with a zero-cost
+# model on a 2-CPU AMD EPYC VM; they decide which slots go as sequences.
+ROUND_COST = 270.0
+SEQUENCE_COST = 150.0
+SEQUENCE_BLOCK_COST = 33.0
 # coarse_points, buckets, block sum, newest block mean, block points, blocks,
 # coarse scale, coarse record, seasonal scale, seasonal residual count,
 # seasonal record
@@ -153,8 +159,13 @@ class ChannelTable:
         for name, count in (("blocks", blocks), ("residual count", season_count)):
             if not 0 <= count <= _INT32_MAX:
                 problems.append(f"{name} {count}")
-        for name, value in (("block sum", block_sum), ("newest mean", base)):
-            if not np.isfinite(value):
+        # Points beyond MAX_ABS_VALUE are rejected, which bounds what the
+        # channels can hold and keeps their sums and shifts finite.
+        for name, value, limit in (
+            ("block sum", block_sum, self.coarse_points * MAX_ABS_VALUE),
+            ("newest mean", base, MAX_ABS_VALUE),
+        ):
+            if not abs(value) <= limit:
                 problems.append(f"{name} {value!r}")
         for name, value in (
             ("coarse scale", scale),
@@ -164,8 +175,10 @@ class ChannelTable:
         ):
             if not 0.0 <= value <= _FLOAT32_MAX:
                 problems.append(f"{name} {value!r}")
-        if not np.isfinite(means).all() or np.isinf(season).any():
-            problems.append("non-finite block means")
+        if not (np.abs(means) <= OFFSET_LIMIT).all():
+            problems.append("block means beyond the offset limit")
+        if (np.abs(season[~np.isnan(season)]) > OFFSET_LIMIT).any():
+            problems.append("seasonal means beyond the offset limit")
         if problems:
             raise ValueError("invalid channel state: " + ", ".join(problems))
         return head[2:], means, season
@@ -235,14 +248,18 @@ def channel_alerts(
     # A slot that completes many blocks in this batch has them processed as one
     # sequence, vectorised over time. The others go in rounds, vectorised over
     # slots: round r holds each slot's (r + 1)-th block, so a slot's blocks
-    # stay in time order. Both give the same results.
+    # stay in time order. Both give the same results, so the split only
+    # minimises the estimated cost.
     _, slot_index, slot_blocks = np.unique(
         completed_slots, return_inverse=True, return_counts=True
     )
-    long = slot_blocks[slot_index] > _ROUND_LIMIT
+    cutoff = sequence_cutoff(
+        slot_blocks, ROUND_COST, SEQUENCE_COST, SEQUENCE_BLOCK_COST
+    )
+    long = slot_blocks[slot_index] > cutoff
     in_rounds, in_sequences = np.flatnonzero(~long), np.flatnonzero(long)
-    rounds = _groups(in_rounds, ordinals[in_rounds])
-    sequences = _groups(in_sequences, completed_slots[in_sequences])
+    rounds = group_by(ordinals[in_rounds], in_rounds)
+    sequences = group_by(completed_slots[in_sequences], in_sequences)
 
     for members in rounds:
         round_slots = completed_slots[members]
@@ -359,7 +376,7 @@ def _complete_blocks(
     sums = np.zeros(row[-1] + 1)
     sums[row[starts]] = table.block_sum[segment_slots]
     totals = np.empty(n)
-    for members in _groups(np.arange(n), column):
+    for members in group_by(column, np.arange(n)):
         target = row[members]
         sums[target] += sorted_values[members]
         totals[members] = sums[target]
@@ -378,14 +395,6 @@ def _complete_blocks(
     return positions, ordinals, means
 
 
-def _groups(indices: np.ndarray, keys: np.ndarray) -> list[np.ndarray]:
-    """Split ``indices`` by their ``keys`` in key order, keeping the order within each group."""
-    order = np.argsort(keys, kind="stable")
-    keys, indices = keys[order], indices[order]
-    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-    return np.split(indices, cuts) if len(indices) else []
-
-
 def _push_means(table: ChannelTable, slots: np.ndarray, means: np.ndarray) -> None:
     """Append one block mean to each of ``slots`` (distinct) and rebase their offsets."""
     fresh = table.blocks[slots] == 0
@@ -397,7 +406,7 @@ def _push_means(table: ChannelTable, slots: np.ndarray, means: np.ndarray) -> No
         table.means[old, -1] = 0.0
         table.season[old] = _offsets(table.season[old], shift[:, None])
     table.base[slots] = means
-    table.blocks[slots] += 1
+    table.blocks[slots] = _count_up(table.blocks[slots])
 
 
 def _push_sequence(
@@ -433,7 +442,7 @@ def _push_sequence(
             offsets[-1] = 0.0
             season[:] = _offsets(season, shift)
         base = mean
-        blocks += 1
+        blocks = min(blocks + 1, _INT32_MAX)
         block_counts[members[i]] = blocks
         windows[i] = offsets.astype(np.float64) + mean
         if buckets is None:
@@ -443,7 +452,7 @@ def _push_sequence(
         season[bucket] = 0.0
         if not np.isnan(previous):
             residual = abs(previous)
-            count += 1
+            count = min(count + 1, _INT32_MAX)
             if count > 1 and scale > 0:
                 residuals[members[i]] = residual / scale
             rate = max(1.0 / count, 1.0 / horizon)
@@ -456,6 +465,15 @@ def _push_sequence(
     table.season_count[slot] = count
     table.season_scale[slot] = scale
     return windows
+
+
+def _count_up(counts: np.ndarray) -> np.ndarray:
+    """Add 1 to int32 counters, stopping at the int32 maximum instead of wrapping.
+
+    The counters only decide warm-ups and running-mean rates, which no longer
+    change long before that.
+    """
+    return np.minimum(counts.astype(np.int64) + 1, _INT32_MAX)
 
 
 def _offsets(offsets: np.ndarray, shift: float) -> np.ndarray:
@@ -477,7 +495,7 @@ def _seasonal_residuals(
     seen = ~np.isnan(previous)
     slots, previous = slots[seen], previous[seen]
     residual = np.abs(previous)
-    count = table.season_count[slots].astype(np.int64) + 1
+    count = _count_up(table.season_count[slots])
     table.season_count[slots] = count
     scale = table.season_scale[slots].astype(np.float64)
     usable = (count > 1) & (scale > 0)

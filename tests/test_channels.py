@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import stream.channels
 from stream.calibration import CalibrationSpec
 from stream.channels import ChannelTable, channel_alerts
 from stream.detect import scorer_for
@@ -222,6 +223,38 @@ def test_many_series_do_not_depend_on_batching(seed, coarse_points, cuts):
     assert (whole > point_alerts).any()
 
 
+@pytest.mark.parametrize(
+    ("round_cost", "sequence_cost"),
+    [(1.0, 1e9), (1e9, 1.0)],
+    ids=["rounds only", "sequences only"],
+)
+def test_block_routing_keeps_alerts(model, monkeypatch, round_cost, sequence_cost):
+    # Four series interleaved: one point per batch leaves a single block per
+    # batch, and a batch of 700 points completes many blocks per series.
+    points = []
+    for seed in range(4):
+        times, values = daily_series(2, seed=seed)
+        values[300 + 40 * seed : 320 + 40 * seed] += 6.0
+        points += [
+            Point(f"s{seed}", float(t), float(v))
+            for t, v in zip(times, values, strict=True)
+        ]
+    points.sort(key=lambda p: p.timestamp)
+    calibration = {"coarse_points": 3, "season_buckets": 24}
+
+    def scores(batch):
+        scorer = scorer_for(model, calibration=calibration)
+        scored = []
+        for start in range(0, len(points), batch):
+            scored.extend(scorer.process(points[start : start + batch]).scored)
+        return [(p.series, p.timestamp, p.score) for p in scored]
+
+    expected = scores(1)
+    monkeypatch.setattr(stream.channels, "ROUND_COST", round_cost)
+    monkeypatch.setattr(stream.channels, "SEQUENCE_COST", sequence_cost)
+    assert scores(700) == expected
+
+
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_extreme_values_keep_alerts_finite(model):
     times, values = daily_series(3, seed=3)
@@ -317,6 +350,10 @@ def test_other_channel_settings_dropped(model):
         (56, "<d", 1e300, "coarse record"),
         (72, "<q", -1, "residual count -1"),
         (16, "<d", float("nan"), "block sum nan"),
+        (16, "<d", 1e305, "block sum 1e\\+305"),
+        (24, "<d", -1e301, "newest mean -1e\\+301"),
+        (88, "<f", 3e38, "block means beyond the offset limit"),
+        (88 + 4 * 16, "<f", -3e38, "seasonal means beyond the offset limit"),
     ],
 )
 def test_invalid_channel_state_rejected(model, offset, fmt, value, message):
@@ -334,6 +371,47 @@ def test_invalid_channel_state_rejected(model, offset, fmt, value, message):
     with pytest.raises(ValueError, match=message):
         other.table.import_state("s", bytes(state), now=0.0)
     assert "s" not in other.table.slot_of
+
+
+@pytest.mark.parametrize(
+    ("round_cost", "sequence_cost"),
+    [(1.0, 1e9), (1e9, 1.0)],
+    ids=["rounds", "sequences"],
+)
+def test_counters_stop_at_the_int32_maximum(
+    model, monkeypatch, round_cost, sequence_cost
+):
+    import struct
+
+    times, values = daily_series(3, seed=7)
+    points = series_points(times, values)
+    writer = scorer_for(model, calibration=CHANNELS)
+    writer.process(points[:400])
+    state = bytearray(writer.table.export_state("s"))
+    channel_start = len(state) - writer.table.channels.state_size
+    struct.pack_into("<q", state, channel_start + 40, 2**31 - 2)
+    struct.pack_into("<q", state, channel_start + 72, 2**31 - 2)
+
+    def resume(round_cost, sequence_cost):
+        monkeypatch.setattr(stream.channels, "ROUND_COST", round_cost)
+        monkeypatch.setattr(stream.channels, "SEQUENCE_COST", sequence_cost)
+        reader = scorer_for(model, calibration=CHANNELS)
+        reader.table.import_state("s", bytes(state), now=0.0)
+        scored = reader.process(points[400:]).scored
+        return reader, [p.score for p in scored]
+
+    reader, scores = resume(round_cost, sequence_cost)
+    slot = reader.table.slot_of["s"]
+    assert reader.table.channels.blocks[slot] == 2**31 - 1
+    assert reader.table.channels.season_count[slot] == 2**31 - 1
+    assert np.isfinite(scores).all()
+    # Both ways of processing the blocks agree, and the saturated state
+    # exports and imports again.
+    _, other_scores = resume(sequence_cost, round_cost)
+    assert scores == other_scores
+    again = scorer_for(model, calibration=CHANNELS)
+    again.table.import_state("s", reader.table.export_state("s"), now=0.0)
+    assert again.table.channels.blocks[again.table.slot_of["s"]] == 2**31 - 1
 
 
 def test_flush_keeps_later_scores(model):

@@ -7,6 +7,7 @@ import pytest
 from model_factory import WINDOW, write_model
 
 import stream.state
+from stream.batching import group_by, sequence_cutoff
 from stream.detect import scorer_for
 from stream.model import load_model
 from stream.points import Point
@@ -77,3 +78,18 @@ def test_routing_keeps_scores(echo_model, monkeypatch, round_cost, sequence_cost
 )
 def test_sequence_cutoff(counts, cutoff):
     assert _sequence_cutoff(np.array([0, *counts])) == cutoff
+
+
+@pytest.mark.parametrize(("item_cost", "cutoff"), [(0.0, 0), (20.0, 5)])
+def test_sequence_cutoff_counts_items(item_cost, cutoff):
+    # Two series with 5 items each: two sequences cost 400 against 500 for
+    # five rounds, until each item of a sequence costs 20 more.
+    counts = np.array([5, 0, 5])
+    assert sequence_cutoff(counts, 100.0, 200.0, item_cost) == cutoff
+
+
+def test_group_by_keeps_input_order():
+    keys = np.array([2, 1, 2, 1, 3])
+    groups = group_by(keys, np.array([10, 11, 12, 13, 14]))
+    assert [g.tolist() for g in groups] == [[11, 13], [10, 12], [14]]
+    assert group_by(np.array([], dtype=np.int64), np.array([], dtype=np.int64)) == []
