@@ -161,3 +161,53 @@ def test_generate_needs_no_torch():
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("file.csv", "output directory {target} exists and is not a directory"),
+        (
+            "file.csv/sub",
+            "cannot create output directory {target}: {parent} exists and is not "
+            "a directory",
+        ),
+    ],
+    ids=["file", "under-file"],
+)
+def test_cli_generate_rejects_file_output_dir(tmp_path, capsys, target, message):
+    (tmp_path / "file.csv").write_text("timestamp,value\n")
+    target_path = tmp_path / target
+    code = main(["generate", "--output-dir", str(target_path), "--n-series", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    expected = message.format(target=target_path, parent=tmp_path / "file.csv")
+    assert err.startswith(f"anomalybert generate: error: {expected}")
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs Linux's /proc")
+def test_cli_generate_unwritable_output_dir_exits_2(capsys):
+    # Nothing can be created under /proc, not even by root.
+    target = "/proc/anomalybert-generate-test"
+    code = main(["generate", "--output-dir", target, "--n-series", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(
+        f"anomalybert generate: error: cannot create or write to output directory {target}"
+    )
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_generate_rejects_unknown_option(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--output-dir", str(tmp_path), "--epochs", "1"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --epochs 1" in capsys.readouterr().err
+
+
+def test_generate_write_error_names_file(tmp_path):
+    # A directory in place of the first series' file makes its open() fail.
+    (tmp_path / "point_000.csv").mkdir()
+    with pytest.raises(TrainingInputError, match="cannot write .*point_000.csv"):
+        generate_files(tmp_path, ("point",), n_series=1, length=LENGTH)

@@ -16,12 +16,15 @@ the same files as generating all of them. Needs numpy only, not the train extra.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from training.errors import TrainingInputError
+from training.output import prepare_output_dir
 from training.scenarios import (
     EVENT_GAP_POINTS,
     SCENARIOS,
@@ -66,7 +69,8 @@ def generate_files(
 
     Returns the written files in the order of the manifest. Raises
     TrainingInputError for an unknown scenario, a length outside
-    [MIN_LENGTH, MAX_LENGTH], a count below 1 or a negative seed.
+    [MIN_LENGTH, MAX_LENGTH], a count below 1, a negative seed, or an output
+    directory that cannot be created or written to.
     """
     scenarios = tuple(scenarios)
     unknown = [name for name in scenarios if name not in SCENARIOS]
@@ -85,12 +89,7 @@ def generate_files(
     if seed < 0:
         raise TrainingInputError(f"invalid seed {seed}: must be 0 or more")
 
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise TrainingInputError(
-            f"output directory {output_dir} is a file; pass a directory path"
-        )
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = prepare_output_dir(output_dir)
 
     written: list[GeneratedFile] = []
     for scenario in scenarios:
@@ -99,7 +98,8 @@ def generate_files(
                 scenario, series_rng(seed, scenario, index), length, length
             )
             name = f"{scenario}_{index:03d}.csv"
-            write_csv(series, output_dir / name)
+            with _write_errors(output_dir / name):
+                write_csv(series, output_dir / name)
             written.append(
                 GeneratedFile(
                     file=name,
@@ -122,7 +122,21 @@ def generate_files(
         "k the scenario's index in training.scenarios.SCENARIOS",
         "files": [vars(item) for item in written],
     }
-    (output_dir / MANIFEST_FILE).write_text(
-        json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
-    )
+    manifest_path = output_dir / MANIFEST_FILE
+    with _write_errors(manifest_path):
+        manifest_path.write_text(
+            json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
+        )
     return written
+
+
+@contextmanager
+def _write_errors(path: Path) -> Iterator[None]:
+    """Turn an OSError from writing ``path`` into a TrainingInputError."""
+    try:
+        yield
+    except OSError as exc:
+        raise TrainingInputError(
+            f"cannot write {path} ({exc.strerror or exc}); free disk space, remove "
+            "what blocks the path or choose another --output-dir"
+        ) from None
