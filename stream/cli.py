@@ -116,13 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(handler=_run_replay)
 
-    train = commands.add_parser("train", help="train a model (needs the [train] extra)")
-    train.add_argument(
-        "train_args",
-        nargs=argparse.REMAINDER,
-        help="arguments passed to python -m training.train",
+    # The train command has no options of its own, because main() hands every
+    # argument after "train", --help included, to training.train's parser.
+    train = commands.add_parser(
+        "train",
+        help="train a model on synthetic series (needs the [train] extra); "
+        "'anomalybert train --help' lists its options",
+        add_help=False,
     )
-    train.set_defaults(handler=_run_train)
+    train.set_defaults(handler=_run_train, train_args=[])
     _add_generate_parser(commands)
     _add_finetune_parser(commands)
     return parser
@@ -323,7 +325,7 @@ def _run_train(args: argparse.Namespace) -> int:
             f"training needs the [train] extra ({exc.name} is missing): "
             "pip install 'anomalybert-stream[train]'"
         ) from None
-    return int(train_main(args.train_args) or 0)
+    return int(train_main(args.train_args, prog="anomalybert train") or 0)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -397,7 +399,12 @@ def _run_finetune(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "train":
+        # "anomalybert train -- --epochs 1" means the same as without "--".
+        args.train_args = unknown[1:] if unknown[:1] == ["--"] else unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -10,7 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
+import training.train  # noqa: E402
 from stream.calibration import CalibrationSpec  # noqa: E402
+from stream.cli import main as cli_main  # noqa: E402
 from training.config import TRAIN_OPTION_HELP, TrainConfig  # noqa: E402
 from training.export import load_checkpoint, sha256_file  # noqa: E402
 from training.scenarios import SCENARIOS  # noqa: E402
@@ -146,3 +148,68 @@ def test_cli_help_describes_every_setting(capsys):
     for field in dataclasses.fields(TrainConfig):
         described = " ".join(TRAIN_OPTION_HELP[field.name].split())
         assert f"{described} (default: {field.default})" in text
+
+
+def test_anomalybert_train_passes_options(tmp_path):
+    arguments = (
+        "--no-progress --seed 5 --n-train-series 16 --n-validation-series 8 "
+        "--min-length 700 --max-length 700 --epochs 1 --windows-per-epoch 256 "
+        "--batch-size 128"
+    ).split()
+    code = cli_main(["train", "--output-dir", str(tmp_path), *arguments])
+    assert code == 0
+    metadata = json.loads((tmp_path / "model.onnx.json").read_text())
+    assert metadata["training"]["seed"] == 5
+    assert metadata["training"]["train_config"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("separator", [[], ["--"]], ids=["plain", "separator"])
+def test_anomalybert_train_checks_options(tmp_path, capsys, separator):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", *separator, "--output-dir", str(tmp_path), "--epochs", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "anomalybert train: error: --epochs must be at least 1, got 0" in err
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_anomalybert_train_rejects_unknown_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--epoch-count", "1"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --epoch-count 1" in capsys.readouterr().err
+
+
+def test_anomalybert_train_help_lists_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: anomalybert train")
+    for field in dataclasses.fields(TrainConfig):
+        assert f"--{field.name.replace('_', '-')}" in out
+
+
+def test_anomalybert_help_points_to_train_help(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    assert "anomalybert train --help" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    "target", ["model.csv", "model.csv/sub"], ids=["file", "under-file"]
+)
+def test_train_checks_output_dir_first(tmp_path, capsys, monkeypatch, target):
+    (tmp_path / "model.csv").write_text("not a directory\n")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("training started before the output directory check")
+
+    monkeypatch.setattr(training.train, "prepare_data", fail)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--output-dir", str(tmp_path / target)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m training.train: error: ")
+    assert "exists and is not a directory; choose another --output-dir" in err
+    assert len(err.strip().splitlines()) == 1

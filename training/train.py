@@ -45,6 +45,7 @@ from training.metrics import (
     precision_recall_at,
 )
 from training.model import WindowScorer, weighted_bce_with_logits
+from training.output import prepare_output_dir
 from training.scenarios import MIN_SERIES_LENGTH, SCENARIOS
 
 logger = logging.getLogger(__name__)
@@ -97,11 +98,14 @@ def train(
     """Train a model, export it into output_dir and return the path of model.onnx.
 
     Configurations left as None take their defaults. The same configuration and
-    seed give the same model on the same torch version and thread count.
+    seed give the same model on the same torch version and thread count. Raises
+    TrainingInputError, before any training, for an output_dir that cannot be
+    created or written to.
     """
     config = config or TrainConfig()
     model_config = model_config or ModelConfig()
     normalisation = normalisation or NormalisationConfig()
+    output_dir = prepare_output_dir(output_dir)
     started = time.monotonic()
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.num_threads)
@@ -497,10 +501,12 @@ def _rounded(value):
     return value
 
 
-def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
+def _parse_args(
+    argv: list[str] | None, prog: str
+) -> tuple[argparse.Namespace, TrainConfig]:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m training.train",
+        prog=prog,
         description="Train the window anomaly scorer on synthetic scenarios and export it.",
     )
     parser.add_argument(
@@ -556,17 +562,23 @@ def _config_problem(config: TrainConfig) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m training.train") -> None:
+    """Run the command line; ``prog`` is the command name shown in help and errors."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    args, config = _parse_args(argv)
+    # Under ``anomalybert train`` the root logger is already configured at
+    # WARNING, so basicConfig does nothing, and the progress log needs INFO.
+    package_logger = logging.getLogger("training")
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    args, config = _parse_args(argv, prog)
     try:
         train(config, args.output_dir, progress=not args.no_progress)
     except ValueError as error:
-        # Raised for settings that generate unusable data, such as validation
-        # series without an anomalous point.
-        print(f"error: {error}", file=sys.stderr)
+        # Raised for an unusable output directory and for settings that generate
+        # unusable data, such as validation series without an anomalous point.
+        print(f"{prog}: error: {error}", file=sys.stderr)
         sys.exit(2)
 
 
