@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot",
         type=Path,
         default=None,
-        help="also write a PNG of the series with the top anomalies marked",
+        help="also write a PNG of the series with the top anomalies marked to "
+        "this path, which must end in .png",
     )
     detect.set_defaults(handler=_run_detect)
 
@@ -238,6 +239,10 @@ def _run_detect(args: argparse.Namespace) -> int:
     from stream.detect import detect_file
     from stream.model import load_model
 
+    if args.plot is not None:
+        from stream.plot import check_plot_path
+
+        check_plot_path(args.plot)
     model = load_model(args.model)
     detection, lines = detect_file(model, args.input)
     for rejection in detection.rejected[:20]:

@@ -9,10 +9,32 @@ from stream.errors import AnomalyBertError
 from stream.state import ScoredPoint
 
 
-def plot_detection(
-    detection, top: list[ScoredPoint], path: Path, title: str = ""
-) -> None:
-    """Draw the series, its scores and the top anomalies into ``path``."""
+def check_plot_path(path: Path) -> None:
+    """Check that matplotlib loads and that ``path`` is a .png file path in an existing directory.
+
+    Raises AnomalyBertError otherwise. The command line runs it before scoring,
+    so that a bad --plot fails before any output.
+    """
+    _import_pyplot()
+    if path.suffix.lower() != ".png":
+        raise AnomalyBertError(
+            f"invalid --plot path {path}: the plot is a PNG image, so give a path "
+            "ending in .png"
+        )
+    if path.is_dir():
+        raise AnomalyBertError(
+            f"invalid --plot path {path}: it is a directory; give a file path "
+            "ending in .png"
+        )
+    parent = path.parent
+    if not parent.is_dir():
+        raise AnomalyBertError(
+            f"invalid --plot path {path}: directory {parent} does not exist; "
+            "create it or choose another path"
+        )
+
+
+def _import_pyplot():
     try:
         import matplotlib
 
@@ -22,6 +44,14 @@ def plot_detection(
         raise AnomalyBertError(
             "--plot needs matplotlib: pip install 'anomalybert-stream[plot]'"
         ) from None
+    return plt
+
+
+def plot_detection(
+    detection, top: list[ScoredPoint], path: Path, title: str = ""
+) -> None:
+    """Draw the series, its scores and the top anomalies into ``path`` as a PNG."""
+    plt = _import_pyplot()
 
     def when(seconds: float) -> datetime:
         return datetime.fromtimestamp(seconds, tz=UTC)
@@ -49,7 +79,9 @@ def plot_detection(
     figure.autofmt_xdate()
     figure.tight_layout()
     try:
-        figure.savefig(path, dpi=100)
+        # Without a format, matplotlib takes it from the suffix and appends
+        # .png to a path that has none, so callers could get another file.
+        figure.savefig(path, dpi=100, format="png")
     except OSError as exc:
         raise AnomalyBertError(f"cannot write plot {path}: {exc.strerror}") from exc
     finally:

@@ -248,3 +248,39 @@ def test_missing_input_option(model_path, capsys):
         run_detect(model_path)
     assert caught.value.code == 2
     assert "--input" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("target", "fragment"),
+    [
+        ("plot.txt", "the plot is a PNG image, so give a path ending in .png"),
+        ("plot.pdf", "the plot is a PNG image, so give a path ending in .png"),
+        ("plot", "the plot is a PNG image, so give a path ending in .png"),
+        ("folder.png", "is a directory"),
+        ("missing/plot.png", "directory {tmp}/missing does not exist"),
+    ],
+    ids=["txt", "pdf", "no-suffix", "directory", "missing-parent"],
+)
+def test_plot_bad_path_exits_2_before_table(
+    tmp_path, model_path, capsys, target, fragment
+):
+    path = write_csv(tmp_path)
+    (tmp_path / "folder.png").mkdir()
+    plot = tmp_path / target
+    code = run_detect(model_path, "--input", str(path), "--plot", str(plot))
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err.startswith(f"{ERROR_PREFIX} invalid --plot path {plot}")
+    assert fragment.format(tmp=tmp_path) in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.png", "input.csv"]
+
+
+def test_plot_upper_case_suffix_written(tmp_path, model_path, capsys):
+    path = write_csv(tmp_path)
+    plot = tmp_path / "plot.PNG"
+    code = run_detect(model_path, "--input", str(path), "--plot", str(plot))
+    assert code == 0
+    assert plot.read_bytes()[:8] == PNG_SIGNATURE
+    assert f"wrote {plot}" in capsys.readouterr().err
