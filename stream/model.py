@@ -252,7 +252,8 @@ def load_model(
     if not onnx_path.is_file():
         raise ModelError(
             f"model file not found: {onnx_path} (named by {metadata.path}); "
-            "restore it or point --model / ANOMALYBERT_MODEL_PATH at another model"
+            "restore it beside the metadata, or pass the path of another "
+            "model.onnx.json"
         )
     actual = sha256_file(onnx_path)
     if actual != metadata.model_sha256:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from model_factory import write_model
 
 from stream.detect import scorer_for
+from stream.errors import ModelError
 from stream.model import default_model_path, load_model
 from stream.points import Point
 
@@ -59,3 +61,17 @@ def test_scorer_with_two_sessions_identical(models):
         )
     assert len(results[0]) == 3000
     assert results[1] == results[0]
+
+
+def test_missing_file_names_no_option(tmp_path):
+    # `anomalybert detect` takes --model, the consumer ANOMALYBERT_MODEL_PATH and
+    # the Python API a path argument, so the message names none of them.
+    path = write_model(tmp_path / "model")
+    (path.parent / "model.onnx").unlink()
+    with pytest.raises(ModelError) as raised:
+        load_model(path)
+    message = str(raised.value)
+    assert "model file not found" in message
+    assert "pass the path of another model.onnx.json" in message
+    assert "--model" not in message
+    assert "ANOMALYBERT_MODEL_PATH" not in message
