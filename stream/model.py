@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -154,6 +154,161 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_checked_model(metadata: ModelMetadata) -> bytes:
+    """Read the ONNX file once and check its SHA-256 against the metadata.
+
+    The sessions are built from the returned bytes, not from the path, so a file
+    replaced after the check (a hot reload, say) is never loaded unchecked.
+    Raises :class:`ModelError` for a missing, unreadable or mismatched file, and
+    for a model that keeps tensors in external data files, which the SHA-256
+    does not cover.
+    """
+    onnx_path = metadata.onnx_path
+    if not onnx_path.is_file():
+        raise ModelError(
+            f"model file not found: {onnx_path} (named by {metadata.path}); "
+            "restore it beside the metadata, or pass the path of another "
+            "model.onnx.json"
+        )
+    try:
+        model_bytes = onnx_path.read_bytes()
+    except OSError as exc:
+        raise ModelError(
+            f"cannot read model file {onnx_path}: {exc.strerror}; restore it or "
+            "fix its permissions"
+        ) from exc
+    actual = hashlib.sha256(model_bytes).hexdigest()
+    if actual != metadata.model_sha256:
+        raise ModelError(
+            f"checksum mismatch for {onnx_path}: SHA-256 is {actual}, but "
+            f"{metadata.path} expects {metadata.model_sha256}; the file is corrupt or "
+            "belongs to another model, so re-export or restore both files together"
+        )
+    try:
+        external = find_external_tensor(model_bytes)
+    except ValueError as exc:
+        raise ModelError(
+            f"could not load {onnx_path}: it is not a valid ONNX model ({exc}); "
+            "re-export it"
+        ) from exc
+    if external is not None:
+        name, location = external
+        raise ModelError(
+            f"model file {onnx_path} keeps tensor {name!r} in the external data "
+            f"file {location!r}, which the SHA-256 in {metadata.path} does not "
+            "cover; re-export the model with every tensor inside the .onnx file"
+        )
+    return model_bytes
+
+
+# The ONNX messages (field numbers of onnx.proto, checked with onnx 1.23) that can
+# contain a TensorProto, directly or through a subgraph, function or attribute.
+_ONNX_CHILD_MESSAGES: dict[str, dict[int, str]] = {
+    "ModelProto": {7: "GraphProto", 25: "FunctionProto"},
+    "GraphProto": {1: "NodeProto", 5: "TensorProto", 15: "SparseTensorProto"},
+    "FunctionProto": {7: "NodeProto"},
+    "NodeProto": {5: "AttributeProto"},
+    "AttributeProto": {
+        5: "TensorProto",
+        6: "GraphProto",
+        10: "TensorProto",
+        11: "GraphProto",
+        22: "SparseTensorProto",
+        23: "SparseTensorProto",
+    },
+    "SparseTensorProto": {1: "TensorProto", 2: "TensorProto"},
+}
+_TENSOR_NAME = 8
+_TENSOR_EXTERNAL_DATA = 13
+_TENSOR_DATA_LOCATION = 14
+_DATA_LOCATION_EXTERNAL = 1
+
+
+def find_external_tensor(model_bytes: bytes) -> tuple[str, str] | None:
+    """Return ``(tensor name, location)`` of a tensor kept outside the file, if any.
+
+    Walks the serialised ``ModelProto`` with a small protobuf wire-format reader,
+    so it needs no ``onnx`` package. Returns None when every tensor is inside.
+    Raises ValueError for bytes that are not a valid protobuf message.
+    """
+    pending = [("ModelProto", memoryview(model_bytes))]
+    while pending:
+        message_type, data = pending.pop()
+        if message_type == "TensorProto":
+            found = _external_tensor(data)
+            if found is not None:
+                return found
+            continue
+        children = _ONNX_CHILD_MESSAGES[message_type]
+        for number, value in _protobuf_fields(data):
+            if number in children and isinstance(value, memoryview):
+                pending.append((children[number], value))
+    return None
+
+
+def _external_tensor(data: memoryview) -> tuple[str, str] | None:
+    name = ""
+    location = ""
+    external = False
+    for number, value in _protobuf_fields(data):
+        if number == _TENSOR_NAME and isinstance(value, memoryview):
+            name = bytes(value).decode("utf-8", "replace")
+        elif number == _TENSOR_DATA_LOCATION and value == _DATA_LOCATION_EXTERNAL:
+            external = True
+        elif number == _TENSOR_EXTERNAL_DATA and isinstance(value, memoryview):
+            external = True
+            entry = {
+                key: bytes(text).decode("utf-8", "replace")
+                for key, text in _protobuf_fields(value)
+                if isinstance(text, memoryview)
+            }
+            if entry.get(1) == "location":
+                location = entry.get(2, "")
+    return (name, location) if external else None
+
+
+def _protobuf_fields(data: memoryview) -> Iterator[tuple[int, int | memoryview]]:
+    """Yield ``(field number, value)`` of one protobuf message.
+
+    Varints come back as int and length-delimited fields as memoryview slices.
+    Fixed-width fields yield 0, because no field read here has that type.
+    """
+    position = 0
+    end = len(data)
+    while position < end:
+        key, position = _read_varint(data, position)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, position = _read_varint(data, position)
+            yield number, value
+        elif wire_type == 2:
+            length, position = _read_varint(data, position)
+            if position + length > end:
+                raise ValueError(f"field {number} runs past the end of its message")
+            yield number, data[position : position + length]
+            position += length
+        elif wire_type in (1, 5):
+            position += 8 if wire_type == 1 else 4
+            if position > end:
+                raise ValueError(f"field {number} runs past the end of its message")
+            yield number, 0
+        else:
+            raise ValueError(f"field {number} has unsupported wire type {wire_type}")
+
+
+def _read_varint(data: memoryview, position: int) -> tuple[int, int]:
+    value = 0
+    for shift in range(0, 70, 7):
+        if position >= len(data):
+            raise ValueError("a varint runs past the end of its message")
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+    raise ValueError("a varint is longer than 10 bytes")
+
+
 class WindowModel:
     """The ONNX model: scores ``(n, window_size)`` windows in batches.
 
@@ -249,26 +404,14 @@ def load_model(
 
     metadata = load_metadata(path if path is not None else default_model_path())
     onnx_path = metadata.onnx_path
-    if not onnx_path.is_file():
-        raise ModelError(
-            f"model file not found: {onnx_path} (named by {metadata.path}); "
-            "restore it beside the metadata, or pass the path of another "
-            "model.onnx.json"
-        )
-    actual = sha256_file(onnx_path)
-    if actual != metadata.model_sha256:
-        raise ModelError(
-            f"checksum mismatch for {onnx_path}: SHA-256 is {actual}, but "
-            f"{metadata.path} expects {metadata.model_sha256}; the file is corrupt or "
-            "belongs to another model, so re-export or restore both files together"
-        )
+    model_bytes = read_checked_model(metadata)
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     try:
         loaded = [
             ort.InferenceSession(
-                str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+                model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
             )
             for _ in range(sessions)
         ]
