@@ -183,7 +183,7 @@ def main() -> int:
             text = scrape(metrics_port)[1]
             # A point is done once it was scored or sent to the dead-letter topic.
             consumed = metric_value(
-                text, "anomalybert_windows_scored_total"
+                text, "anomalybert_points_scored_total"
             ) + metric_total(text, "anomalybert_points_invalid_total")
             if consumed >= rows or time.monotonic() > deadline:
                 break

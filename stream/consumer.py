@@ -14,8 +14,9 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import (
@@ -23,7 +24,9 @@ from aiokafka.errors import (
     IllegalStateError,
     KafkaConnectionError,
     KafkaError,
+    MessageSizeTooLargeError,
     ProducerFenced,
+    RecordTooLargeError,
 )
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
@@ -35,8 +38,8 @@ from stream.detect import scorer_for
 from stream.errors import AnomalyBertError, InvalidPointError, ModelError
 from stream.metrics import ConsumerMetrics
 from stream.model import ModelMetadata, WindowModel, load_model
-from stream.points import Point
-from stream.redact import redact_in_handlers, redact_secret
+from stream.points import Point, check_not_future
+from stream.redact import MASK, redact_in_handlers, redact_secret
 from stream.server import MetricsServer
 from stream.settings import ProcessingGuarantee, Settings, settings_help
 from stream.state import BatchResult, StreamScorer
@@ -49,10 +52,20 @@ EVICTION_INTERVAL_SECONDS = 60.0
 Message = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]], int | None]
 MAX_RETRY_DELAY_SECONDS = 30.0
 PRODUCER_STOP_TIMEOUT_SECONDS = 10.0
+# A dead-letter record must fit the producer's request limit (aiokafka's
+# max_request_size, 1 MiB by default) and a topic's default message size limit
+# (about 1 MiB), so longer keys and values are cut. Its source headers name where
+# the whole record is, and a size header gives the original length.
+DLQ_MAX_KEY_BYTES = 16 * 1024
+DLQ_MAX_VALUE_BYTES = 512 * 1024
 
 
 class TransactionTimeout(Exception):
     """A partition's transaction did not end within its timeout."""
+
+
+class StopRequested(Exception):
+    """A stop was requested while start-up or a batch's outputs were retried."""
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -140,6 +153,7 @@ class AnomalyConsumer:
         self._assigned: set[TopicPartition] = set()
         self._has_assignment = False
         self._stopping = asyncio.Event()
+        self._evictions_counted = 0
         self._fatal: BaseException | None = None
         self._acquired = asyncio.Event()
         self._acquired.set()
@@ -250,8 +264,12 @@ class AnomalyConsumer:
                 )
                 # The last attempt happens at the deadline, so the broker gets
                 # the whole start timeout to come up.
-                await asyncio.sleep(min(delay, remaining))
-                delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), min(delay, remaining))
+                except TimeoutError:
+                    delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+                    continue
+                raise StopRequested from exc
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to finish the batch in hand and return."""
@@ -278,7 +296,14 @@ class AnomalyConsumer:
                     break
             batch = {tp: r for tp, r in batch.items() if tp in self._assigned}
             if batch:
-                await self.process_batch(batch)
+                try:
+                    await self.process_batch(batch)
+                except StopRequested:
+                    logger.warning(
+                        "stop requested while a batch's outputs were retried; "
+                        "the batch is not committed and will be consumed again"
+                    )
+                    return
             self._maybe_evict()
             await self._maybe_reload_model()
         logger.info("stop requested: the batch in hand was committed")
@@ -353,6 +378,10 @@ class AnomalyConsumer:
             producer = self._transactional.pop(tp.partition, None)
             if producer is not None:
                 await producer.stop()
+            try:
+                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            except KeyError:
+                pass  # no batch of this partition was committed here
         self.metrics.active_series.set(self.scorer.active_series)
 
     async def process_batch(
@@ -371,11 +400,13 @@ class AnomalyConsumer:
         points: list[Point] = []
         sources: list[ConsumerRecord] = []
         dead: list[tuple[ConsumerRecord, str, str]] = []
+        latest = time.time() + self.settings.max_future_seconds
         for record in records:
             try:
                 point = decode_point(
                     record.key, record.value, self.settings.max_payload_bytes
                 )
+                check_not_future(point.timestamp, latest)
             except InvalidPointError as exc:
                 dead.append((record, exc.reason, str(exc)))
                 continue
@@ -548,7 +579,11 @@ class AnomalyConsumer:
         Starting the new producer fences the old one, and the broker aborts the
         old producer's open transaction.
         """
-        old = self._transactional.pop(tp.partition)
+        old = self._transactional.pop(tp.partition, None)
+        if old is None:
+            # The partition was revoked while its transaction ran, and the
+            # revocation stopped its producer.
+            return
         try:
             await asyncio.wait_for(old.stop(), PRODUCER_STOP_TIMEOUT_SECONDS)
         except (TimeoutError, KafkaError) as exc:
@@ -558,11 +593,16 @@ class AnomalyConsumer:
                 tp.partition,
                 exc,
             )
-        self._transactional[tp.partition] = await self._start_transactional(tp)
+        if tp in self._assigned:
+            self._transactional[tp.partition] = await self._start_transactional(tp)
 
     async def _rewind(self, tp: TopicPartition) -> None:
         """Reset a partition to its last committed transaction: state and position."""
         assert self._consumer is not None and self.changelog is not None
+        if tp not in self._assigned:
+            # Revoked meanwhile: its state is dropped and its new owner starts
+            # from the committed offset.
+            return
         self.changelog.drop_partition(tp.partition, self.scorer)
         committed = await self._consumer.committed(tp)
         await self.changelog.restore(
@@ -588,6 +628,7 @@ class AnomalyConsumer:
         self.metrics.inference_seconds.observe(time.perf_counter() - started)
         self.metrics.windows_scored.inc(result.windows_scored)
         self.metrics.points_scored.inc(len(result.scored))
+        self._count_evictions()
         self.metrics.active_series.set(self.scorer.active_series)
         return result
 
@@ -618,9 +659,16 @@ class AnomalyConsumer:
                 ("anomalybert.source.partition", str(record.partition).encode()),
                 ("anomalybert.source.offset", str(record.offset).encode()),
             ]
+            key, value = record.key, record.value
+            if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+                headers.append(("anomalybert.key.bytes", str(len(key)).encode()))
+                key = key[:DLQ_MAX_KEY_BYTES]
+            if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
+                headers.append(("anomalybert.value.bytes", str(len(value)).encode()))
+                value = value[:DLQ_MAX_VALUE_BYTES]
             outgoing.setdefault(
                 TopicPartition(record.topic, record.partition), []
-            ).append((s.dlq_topic, record.key, record.value, headers, None))
+            ).append((s.dlq_topic, key, value, headers, None))
         if dead:
             logger.warning(
                 "sent %d invalid records to %s, first: partition %d offset %d: %s",
@@ -660,9 +708,11 @@ class AnomalyConsumer:
                 for message, outcome in zip(pending, outcomes, strict=True)
                 if isinstance(outcome, BaseException)
             ]
-            for _message, outcome in failed:
+            for index, (message, outcome) in enumerate(failed):
                 if not isinstance(outcome, KafkaError):
                     raise outcome
+                if isinstance(outcome, MessageSizeTooLargeError | RecordTooLargeError):
+                    failed[index] = (self._shrink(message, outcome), outcome)
             published = sum(
                 1
                 for message, outcome in zip(pending, outcomes, strict=True)
@@ -682,8 +732,35 @@ class AnomalyConsumer:
                 delay,
             )
             pending = [message for message, _ in failed]
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+                continue
+            raise StopRequested
+
+    def _shrink(self, message: Message, error: KafkaError) -> Message:
+        """Return a dead-letter record without its value, for a topic whose
+        size limit is below DLQ_MAX_VALUE_BYTES.
+
+        Retrying cannot make any other record smaller, so a record of another
+        topic that is too large stops the consumer.
+        """
+        topic, key, value, headers, partition = message
+        if topic != self.settings.dlq_topic or not value:
+            raise AnomalyBertError(
+                f"a record for topic {topic} is too large to produce ({error}); "
+                "raise the topic's max.message.bytes"
+            )
+        logger.error(
+            "a dead-letter record is too large for topic %s (%s); sending it "
+            "without its value, its source headers name the original record",
+            topic,
+            error,
+        )
+        if not any(name == "anomalybert.value.bytes" for name, _ in headers):
+            headers = [*headers, ("anomalybert.value.bytes", str(len(value)).encode())]
+        return (topic, key[:1024] if key else key, b"", headers, partition)
 
     async def _update_lag(self, offsets: dict[TopicPartition, int]) -> None:
         """Set the lag gauge of each partition of a batch from its high watermark."""
@@ -770,10 +847,18 @@ class AnomalyConsumer:
         if now - self._last_eviction < EVICTION_INTERVAL_SECONDS:
             return
         self._last_eviction = now
-        before = self.scorer.evicted_total
         self.scorer.evict_idle(now, self.settings.series_idle_seconds)
-        self.metrics.series_evicted.inc(self.scorer.evicted_total - before)
+        self._count_evictions()
         self.metrics.active_series.set(self.scorer.active_series)
+
+    def _count_evictions(self) -> None:
+        """Count the series evicted since the last call, idle or beyond the cap."""
+        total = self.scorer.evicted_total
+        self.metrics.series_evicted.inc(total - self._evictions_counted)
+        self._evictions_counted = total
+        if self.changelog is None:
+            # Only the changelog reads the evicted names (to delete their state).
+            self.scorer.evicted_series.clear()
 
     async def stop(self) -> None:
         """Close the consumer, the producers and the metrics server."""
@@ -803,8 +888,26 @@ async def serve(settings: Settings, model: WindowModel) -> None:
     try:
         await consumer.start()
         await consumer.run()
+    except StopRequested:
+        logger.info("stop requested while connecting to Kafka")
     finally:
         await consumer.stop()
+
+
+def describe_settings_error(error: Mapping[str, Any]) -> str:
+    """Describe one pydantic error of Settings without revealing a secret.
+
+    An error of one field names its variable and value, masked for a password.
+    A check across fields has the whole input as its value, so only its
+    message is given.
+    """
+    field = "_".join(str(part) for part in error["loc"])
+    if not field:
+        return str(error["msg"])
+    value = error.get("input")
+    if "password" in field:
+        value = MASK
+    return f"ANOMALYBERT_{field.upper()}={value!r}: {error['msg']}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -825,11 +928,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"ANOMALYBERT_{'_'.join(str(p) for p in error['loc']).upper() or 'SETTINGS'}="
-            f"{error.get('input')!r}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(describe_settings_error(error) for error in exc.errors())
         print(f"error: invalid settings: {problems}", file=sys.stderr)
         return 2
     logging.basicConfig(

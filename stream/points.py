@@ -27,6 +27,7 @@ REASON_NON_FINITE_VALUE = "non_finite_value"
 REASON_VALUE_OUT_OF_RANGE = "value_out_of_range"
 REASON_DUPLICATE_TIMESTAMP = "duplicate_timestamp"
 REASON_OUT_OF_ORDER = "out_of_order"
+REASON_TIMESTAMP_IN_FUTURE = "timestamp_in_future"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,22 @@ def check_value_range(value: float, raw: object = None) -> None:
             REASON_VALUE_OUT_OF_RANGE,
             f"invalid value {shown}: values beyond +-{MAX_ABS_VALUE:g} cannot be "
             "normalised; rescale the series",
+        )
+
+
+def check_not_future(timestamp: float, latest: float) -> None:
+    """Raise :class:`InvalidPointError` if ``timestamp`` is after ``latest``.
+
+    A series accepts only increasing timestamps, so one point far in the future
+    would put every later point of its series out of order.
+    """
+    if timestamp > latest:
+        raise InvalidPointError(
+            REASON_TIMESTAMP_IN_FUTURE,
+            f"timestamp {format_timestamp(timestamp)} is after "
+            f"{format_timestamp(latest)}, the consumer's clock plus "
+            "ANOMALYBERT_MAX_FUTURE_SECONDS; fix the producer's clock or raise "
+            "that setting",
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -90,6 +91,13 @@ class Settings(BaseSettings):
     )
     series_idle_seconds: float = Field(
         86_400.0, gt=0, description="a series with no point for this long is evicted"
+    )
+    max_future_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        description="points timestamped further than this ahead of the consumer's "
+        "clock are sent to the dead-letter topic, because one such point would "
+        "put every later point of its series out of order",
     )
     max_payload_bytes: int = Field(
         4096,
@@ -183,7 +191,36 @@ class Settings(BaseSettings):
             raise ValueError(
                 "set both ANOMALYBERT_SSL_CERTFILE and ANOMALYBERT_SSL_KEYFILE, or neither"
             )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(
+                    f"ANOMALYBERT_{name.upper()}={str(path)!r} is not a file; "
+                    "point it at a PEM file or unset it"
+                )
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            # Load the certificates now, so that a bad file fails at start-up
+            # with the setting's name instead of at the first connection.
+            try:
+                self._ssl_context()
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(
+                    "the TLS files of ANOMALYBERT_SSL_CAFILE, ANOMALYBERT_SSL_CERTFILE "
+                    f"and ANOMALYBERT_SSL_KEYFILE could not be loaded ({exc}); check "
+                    "that they are PEM files and that the key matches the certificate"
+                ) from None
         return self
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        from aiokafka.helpers import create_ssl_context
+
+        context = create_ssl_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+            certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+            keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+        )
+        context.check_hostname = self.ssl_check_hostname
+        return context
 
     def kafka_options(self) -> dict[str, object]:
         """Return the connection and security options shared by consumer and producer."""
@@ -194,15 +231,7 @@ class Settings(BaseSettings):
             "metadata_max_age_ms": self.metadata_max_age_ms,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            context = create_ssl_context(
-                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
-                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
-                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
-            )
-            context.check_hostname = self.ssl_check_hostname
-            options["ssl_context"] = context
+            options["ssl_context"] = self._ssl_context()
         if self.security_protocol.startswith("SASL"):
             options["sasl_mechanism"] = self.sasl_mechanism
             options["sasl_plain_username"] = self.sasl_username

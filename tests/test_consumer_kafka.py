@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from consumer_harness import settings_for, write_spike_model
 from model_factory import write_model
+from prometheus_client import generate_latest
 
 from stream.consumer import AnomalyConsumer
 from stream.detect import detect
@@ -198,7 +199,9 @@ async def test_invalid_messages_go_to_dlq(
 ):
     topics = await make_topics(kafka_topic_factory)
     settings = settings_for(kafka_bootstrap, topics, model_path, max_payload_bytes=200)
-    good = point_messages("s", series_values(20))
+    messages = point_messages("s", series_values(21))
+    good, after = messages[:20], messages[20:]
+    huge = b'{"timestamp": 1, "value": "' + b"x" * 600_000 + b'"}'
     bad = [
         (b"s", b"not json"),
         (b"s", b'{"timestamp": 1, "value": NaN}'),
@@ -206,6 +209,10 @@ async def test_invalid_messages_go_to_dlq(
         (b"", b'{"timestamp": 1, "value": 1}'),
         (b"s", None),
         (b"s", b'{"timestamp": 1, "value": "' + b"x" * 300 + b'"}'),
+        (b"s", b'{"timestamp": "9999-12-31T00:00:00", "value": 1}'),
+        (b"s", huge),
+        # The scorer's rejections come after the decoder's in the dead-letter
+        # topic, so this one goes last.
         (b"s", good[-1][1]),  # repeats the timestamp of the last valid point
     ]
     reasons = [
@@ -215,13 +222,18 @@ async def test_invalid_messages_go_to_dlq(
         "missing_series",
         "tombstone",
         "payload_too_large",
+        "timestamp_in_future",
+        "payload_too_large",
         "duplicate_timestamp",
     ]
-    await produce(kafka_bootstrap, topics["input"], good + bad)
+    # The valid point after the bad ones is still scored: the point from the
+    # future did not put its series out of order.
+    await produce(kafka_bootstrap, topics["input"], good + bad + after)
     metrics = ConsumerMetrics()
+    total = len(good) + len(bad) + len(after)
     consumer = await run_consumer(
         settings,
-        lambda c: c.metrics.points_consumed._value.get() >= len(good) + len(bad),
+        lambda c: c.metrics.points_consumed._value.get() >= total,
         metrics,
     )
     dead = await read_all(kafka_bootstrap, topics["dlq"], expected=len(bad))
@@ -233,14 +245,71 @@ async def test_invalid_messages_go_to_dlq(
         assert headers["anomalybert.source.partition"] == b"0"
         assert int(headers["anomalybert.source.offset"]) >= len(good)
         assert headers["anomalybert.error"]
-        assert record.value == value
-    for reason in reasons:
-        assert metrics.points_invalid.labels(reason=reason)._value.get() == 1
+        if value is not huge:
+            assert record.value == value
+    # A value too large to forward whole is cut, and a header gives its length.
+    cut = dead[bad.index((b"s", huge))]
+    assert dict(cut.headers)["anomalybert.value.bytes"] == str(len(huge)).encode()
+    assert cut.value == huge[: len(cut.value)]
+    assert len(cut.value) < len(huge)
+    for reason in set(reasons):
+        expected_count = reasons.count(reason)
+        counted = metrics.points_invalid.labels(reason=reason)._value.get()
+        assert counted == expected_count
     consumed = metrics.points_consumed._value.get()
-    windows = metrics.windows_scored._value.get()
-    invalid = sum(metrics.points_invalid.labels(reason=r)._value.get() for r in reasons)
-    assert consumed == windows + invalid
+    scored = metrics.points_scored._value.get()
+    invalid = sum(
+        metrics.points_invalid.labels(reason=r)._value.get() for r in set(reasons)
+    )
+    # The newest lag_points points of the series wait for their score.
+    pending = consumer.scorer.settings.lag_points
+    assert scored == len(good) + len(after) - pending
+    assert consumed == scored + pending + invalid
     assert consumer.scorer.active_series == 1
+
+
+@pytest.mark.parametrize("changelog", [True, False], ids=["changelog", "no changelog"])
+async def test_cap_evictions_counted(
+    kafka_bootstrap, kafka_topic_factory, model_path, changelog
+):
+    topics = await make_topics(kafka_topic_factory)
+    settings = settings_for(
+        kafka_bootstrap,
+        topics,
+        model_path,
+        max_series=2,
+        max_batch_points=2,
+        state_changelog=changelog,
+    )
+    # Five series in turn, two points per batch: series of earlier batches are
+    # evicted to make room.
+    rounds = [point_messages(f"s{i}", series_values(20)) for i in range(5)]
+    messages = [m for step in zip(*rounds, strict=True) for m in step]
+    await produce(kafka_bootstrap, topics["input"], messages)
+    consumer = await run_consumer(
+        settings, lambda c: c.metrics.points_consumed._value.get() >= len(messages)
+    )
+    evicted = consumer.metrics.series_evicted._value.get()
+    assert evicted > 0
+    assert evicted == consumer.scorer.evicted_total
+    assert consumer.scorer.evicted_series == []
+
+
+async def test_revoked_partition_lag_removed(model_path):
+    settings = Settings(model_path=model_path, metrics_port=0, state_changelog=False)
+    consumer = AnomalyConsumer(settings, load_model(model_path))
+    kept, revoked = TopicPartition("points", 0), TopicPartition("points", 1)
+    consumer._assigned = {kept, revoked}
+    for tp in (kept, revoked):
+        consumer.metrics.consumer_lag.labels(
+            topic=tp.topic, partition=str(tp.partition)
+        )
+    await consumer._release({revoked})
+    text = generate_latest(consumer.metrics.registry).decode()
+    assert 'anomalybert_consumer_lag_records{partition="0",topic="points"}' in text
+    assert 'partition="1"' not in text
+    # A partition without a lag series is released without error.
+    await consumer._release({kept, TopicPartition("points", 2)})
 
 
 async def test_metrics_served_over_http(

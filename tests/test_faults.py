@@ -11,7 +11,10 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -260,6 +263,39 @@ def test_start_gives_up_after_timeout(model_path):
     final = errors[-1]
     assert "was unreachable for 3 s" in final
     assert "ANOMALYBERT_KAFKA_BOOTSTRAP_SERVERS" in final
+    assert "Traceback" not in output
+
+
+def test_sigterm_during_start_retries_exits(model_path):
+    port = unused_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream.consumer"],
+        cwd=REPO,
+        env=consumer_env(
+            model_path=model_path,
+            kafka_bootstrap_servers=f"127.0.0.1:{port}",
+            start_timeout_seconds=60,
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = ""
+    try:
+        deadline = time.monotonic() + FAST_EXIT_S
+        # Wait for the first retry, so that the signal arrives while the
+        # consumer waits to connect again.
+        while "retrying in" not in output and time.monotonic() < deadline:
+            output += process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        output += process.communicate(timeout=FAST_EXIT_S)[0]
+        stopped_after = time.monotonic() - started
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert stopped_after < 10
+    assert "stop requested while connecting to Kafka" in output
     assert "Traceback" not in output
 
 

@@ -15,6 +15,7 @@ from stream.points import (
     REASON_NON_FINITE_VALUE,
     REASON_TIMESTAMP_OUT_OF_RANGE,
     REASON_VALUE_OUT_OF_RANGE,
+    check_not_future,
     format_timestamp,
     parse_timestamp,
     parse_value,
@@ -164,3 +165,13 @@ def test_format_parse_round_trip(text):
 @pytest.mark.parametrize("seconds", [1e300, -1e300, 2.0**53])
 def test_format_timestamp_beyond_datetime_gives_the_number(seconds):
     assert format_timestamp(seconds) == f"{seconds!r} s"
+
+
+def test_future_timestamp_rejected():
+    check_not_future(100.0, latest=100.0)
+    with pytest.raises(
+        InvalidPointError, match="ANOMALYBERT_MAX_FUTURE_SECONDS"
+    ) as info:
+        check_not_future(253402214400.0, latest=100.0)
+    assert info.value.reason == "timestamp_in_future"
+    assert "9999-12-31T00:00:00Z" in str(info.value)

@@ -371,7 +371,78 @@ async def test_unwritable_output_is_retried(
     assert expected_anomalies(model_path, values) <= set(published(records))
 
 
+async def test_stop_during_retries_leaves_batch(
+    secure_broker, model_path, caplog, monkeypatch
+):
+    """A stop while outputs are retried ends the run and commits nothing."""
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setattr(stream.consumer, "MAX_RETRY_DELAY_SECONDS", 30.0)
+    topics = await create_topics(**secure_broker.client_options())
+    acl = ["--deny-principal", "User:app", "--operation", "Write"]
+    acl += ["--topic", topics["output"]]
+    await asyncio.to_thread(secure_broker.acl, "--add", *acl)
+    try:
+        values = series_values(200)
+        await produce(secure_broker, topics["input"], point_messages("w", values))
+        settings = Settings(
+            **secure_broker.settings_env(),
+            **topic_settings(topics, model_path),
+            metrics_port=0,
+        )
+        runner = RunningConsumer(settings)
+        async with runner as consumer:
+            await runner.wait(
+                lambda: "could not be produced" in caplog.text, 60, "a retry"
+            )
+            consumer.request_stop()
+            started = time.monotonic()
+            await asyncio.wait_for(asyncio.shield(runner.task), 10)
+            stopped_after = time.monotonic() - started
+        assert stopped_after < 5
+        assert "the batch is not committed" in caplog.text
+        group = settings.group_id
+        assert await committed_offset(secure_broker, group, topics["input"]) is None
+    finally:
+        await asyncio.to_thread(secure_broker.acl, "--remove", "--force", *acl)
+
+
 # --- Without a broker ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ANOMALYBERT_SECURITY_PROTOCOL": "SASL_SSL"},
+        {"ANOMALYBERT_SSL_CERTFILE": __file__},
+        {"ANOMALYBERT_METRICS_PORT": "not a port"},
+    ],
+    ids=["no user name", "certificate without key", "bad port"],
+)
+def test_invalid_settings_hide_password(monkeypatch, capsys, env):
+    password = "pw-" + os.urandom(6).hex()
+    monkeypatch.setenv("ANOMALYBERT_SASL_PASSWORD", password)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert stream.consumer.main([]) == 2
+    error = capsys.readouterr().err
+    assert "invalid settings" in error
+    assert password not in error
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "message"),
+    [
+        ("ANOMALYBERT_SSL_CAFILE", "/nonexistent/ca.pem", "is not a file"),
+        ("ANOMALYBERT_SSL_CAFILE", __file__, "could not be loaded"),
+    ],
+)
+def test_bad_tls_file_named(monkeypatch, capsys, name, path, message):
+    monkeypatch.setenv("ANOMALYBERT_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv(name, path)
+    assert stream.consumer.main([]) == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert "ANOMALYBERT_SSL_CAFILE" in error
 
 
 def test_password_masked_in_client_logs(caplog):
