@@ -48,3 +48,24 @@ def test_help_shows_plain_description(module):
     description = result.stdout.split("\n\n")[1].strip()
     assert description[0].isupper()
     assert description.endswith((".", "?"))
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--stride", "0"], "--stride must be between 1 and the window size 16, got 0"),
+        (["--stride", "17"], "--stride must be between 1 and the window size 16"),
+        (["--lag-points", "-1"], "--lag-points must be 0 or more, got -1"),
+        (["--workers", "0"], "--workers must be at least 1, got 0"),
+    ],
+)
+def test_nab_rejects_bad_options(option, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.nab", "--doc", "-", *option],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -20,7 +20,6 @@ from benchmarks.nab.corpus import (
     DEFAULT_CORPUS,
     data_path,
     list_detectors,
-    load_corpus,
     load_detector_results,
     read_data_file,
     write_results,
@@ -31,9 +30,9 @@ from benchmarks.nab.report import (
     replace_section,
     scores_table,
 )
-from benchmarks.nab.run import DETECTOR_NAME, run_corpus
+from benchmarks.nab.run import DETECTOR_NAME, load_inputs, run_corpus
 from benchmarks.nab.scoring import score_corpus_all_profiles
-from stream.model import default_model_path, load_metadata
+from stream.model import load_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 PLOT_FILES = (
@@ -74,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         "--results-dir",
         type=Path,
         default=REPO / "results" / "nab",
-        help="where our results files go, in NAB's layout",
+        help="NAB-layout folder for this project's results: the files go to "
+        "DIR/results/anomalybert/<category>/ (default: results/nab)",
     )
     parser.add_argument(
         "--doc",
@@ -96,16 +96,18 @@ def main(argv: list[str] | None = None) -> int:
         "ANOMALYBERT_STRIDE does (default 1: every window)",
     )
     args = parser.parse_args(argv)
-
-    if not (args.corpus / "data").is_dir():
-        print(
-            f"error: {args.corpus} is not a NAB-layout corpus (no data/ folder); pass --corpus",
-            file=sys.stderr,
-        )
+    if args.lag_points is not None and args.lag_points < 0:
+        parser.error(f"--lag-points must be 0 or more, got {args.lag_points}")
+    inputs = load_inputs(parser, args)
+    if inputs is None:
         return 2
-    model_path = args.model or default_model_path()
+    model_path, corpus = inputs
     metadata = load_metadata(model_path)
-    corpus = load_corpus(args.corpus)
+    if not 1 <= args.stride <= metadata.window_size:
+        parser.error(
+            f"--stride must be between 1 and the window size {metadata.window_size}, "
+            f"got {args.stride}"
+        )
     overrides: dict[str, int] = {"stride": args.stride}
     if args.lag_points is not None:
         overrides["lag_points"] = args.lag_points
@@ -141,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides.get("lag_points", metadata.alert.lag_points), args.stride - 1
     )
     stride_note = ""
+    if args.model is not None:
+        command += f" --model {args.model}"
+    if args.lag_points is not None:
+        command += f" --lag-points {args.lag_points}"
     if args.stride != 1:
         command += f" --stride {args.stride}"
         stride_note = f", stride {args.stride}"
