@@ -412,3 +412,56 @@ def test_loco_corpus_score_uses_folded_files():
     # One category with one window: the null raw score is -1 and the perfect +1.
     assert loco_corpus_score({"B": 1.0}, corpus, "standard") == pytest.approx(100.0)
     assert loco_corpus_score({"B": -1.0}, corpus, "standard") == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "reason"),
+    [
+        ("inf", "epoch seconds must be finite"),
+        ("nan", "epoch seconds must be finite"),
+        ("-1e20", "is outside years 1 to 9999"),
+    ],
+)
+def test_read_rejects_invalid_epoch_timestamps(tmp_path, stamp, reason):
+    path = tmp_path / "s.csv"
+    rows = [f"{1_700_000_000 + 60 * i},{float(i)},0" for i in range(6)]
+    rows[3] = f"{stamp},1.0,0"
+    path.write_text("timestamp,value,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(TrainingInputError) as error:
+        load_labelled_data([path])
+    message = str(error.value)
+    assert message.startswith(f"{path}: line 5: ")
+    assert repr(stamp) in message
+    assert reason in message
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "message"),
+    [
+        ("1700000060,abc,0", r"line 4: invalid value 'abc'"),
+        ("1700000060,inf,0", r"line 4: invalid value 'inf'"),
+        ("1700000060,1e301,0", r"line 4: invalid value '1e301'"),
+        ("1700000060,1.0,2", r"line 4: label 2.0 is not in \[0, 1\]"),
+        ("1700000060,1.0,x", r"line 4: invalid label 'x'"),
+    ],
+    ids=["value", "infinite-value", "large-value", "label-range", "label-text"],
+)
+def test_read_errors_name_file_line(tmp_path, bad_row, message):
+    path = tmp_path / "s.csv"
+    # The blank line 3 counts, as it does in detect's line numbers.
+    path.write_text(f"timestamp,value,label\n1700000000,0.5,0\n\n{bad_row}\n")
+    with pytest.raises(TrainingInputError, match=message):
+        load_labelled_data([path])
+
+
+def test_read_nab_folder_rejects_infinite_window(tmp_path):
+    data = tmp_path / "data" / "cat"
+    data.mkdir(parents=True)
+    (data / "a.csv").write_text("timestamp,value\n1700000000,1\n1700000060,2\n")
+    (tmp_path / "labels").mkdir()
+    windows = {"cat/a.csv": [["1700000000", "inf"]]}
+    (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    with pytest.raises(
+        TrainingInputError, match=r"invalid window \['1700000000', 'inf'\]"
+    ):
+        read_nab_folder(tmp_path)

@@ -2,8 +2,10 @@
 
 A CSV file needs a header with ``timestamp``, ``value`` and ``label`` columns (any
 order and case, other columns ignored). A label is 0, 1 or an anomaly probability
-in between. Timestamps are epoch seconds or ISO 8601, and one without an offset is
-UTC, as the streaming service reads them.
+in between. Timestamps and values are parsed by the streaming service's own
+functions in ``stream.points``. So timestamps are epoch seconds or ISO 8601, one
+without an offset is UTC, and a row that the service rejects, such as one with an
+infinite timestamp or value, is an error here.
 
 A NAB-layout folder contains ``data/<category>/<name>.csv`` with ``timestamp,value``
 rows and ``labels/combined_windows.json``. A row is labelled 1 when its timestamp
@@ -21,17 +23,16 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from stream.errors import InvalidPointError
+from stream.points import parse_timestamp, parse_value
 from training.errors import TrainingInputError
 
 NAB_DATA_DIR = "data"
 NAB_WINDOWS_FILE = "labels/combined_windows.json"
-# The streaming service rejects larger values (stream.points.MAX_ABS_VALUE).
-MAX_ABS_VALUE = 1e300
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,19 +50,6 @@ class LabelledFile:
         return int(self.values.size)
 
 
-def parse_timestamp(text: str) -> float:
-    """Convert epoch seconds or an ISO 8601 string to epoch seconds (naive means UTC)."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parsed = datetime.fromisoformat(text)  # raises ValueError when invalid
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
 def _open_csv(path: Path):
     try:
         return path.open("r", encoding="utf-8-sig", newline="")
@@ -71,16 +59,25 @@ def _open_csv(path: Path):
         raise TrainingInputError(f"cannot open {path}: {exc.strerror}") from None
 
 
-def read_rows(
-    path: Path, columns: tuple[str, ...]
-) -> tuple[list[float], list[list[str]]]:
+@dataclass(frozen=True)
+class Rows:
+    """The non-blank data rows of a CSV file, as ``read_rows`` returns them."""
+
+    timestamps: list[float]  # epoch seconds
+    cells: list[list[str]]  # the text of each requested column, one list per column
+    lines: list[int]  # the file line number of each row, for error messages
+
+
+def read_rows(path: Path, columns: tuple[str, ...]) -> Rows:
     """Read the timestamp and the named columns of every non-blank row.
 
-    Returns (epoch seconds, [column values as text for each requested column]).
-    Raises TrainingInputError naming the file and line of the first problem.
+    Parses timestamps with the streaming service's
+    ``stream.points.parse_timestamp``. Raises TrainingInputError naming the file
+    and line of the first problem.
     """
     timestamps: list[float] = []
     cells: list[list[str]] = [[] for _ in columns]
+    lines: list[int] = []
     with _open_csv(path) as handle:
         reader = csv.reader(handle)
         try:
@@ -114,16 +111,15 @@ def read_rows(
                         f"{path}: line {reader.line_num}: expected {len(names)} "
                         f"columns, found {len(row)}"
                     )
-                raw = row[timestamp_index]
                 try:
-                    timestamps.append(parse_timestamp(raw))
-                except (ValueError, OverflowError):
+                    timestamps.append(parse_timestamp(row[timestamp_index].strip()))
+                except InvalidPointError as exc:
                     raise TrainingInputError(
-                        f"{path}: line {reader.line_num}: invalid timestamp {raw!r}; "
-                        "expected ISO 8601 such as '2014-04-10 07:15:00' or epoch seconds"
+                        f"{path}: line {reader.line_num}: {exc}"
                     ) from None
                 for target, index in zip(cells, indices, strict=True):
                     target.append(row[index].strip())
+                lines.append(reader.line_num)
         except UnicodeDecodeError:
             raise TrainingInputError(
                 f"{path} is not UTF-8 text; save it as UTF-8 CSV"
@@ -132,39 +128,37 @@ def read_rows(
             raise TrainingInputError(f"{path}: line {reader.line_num}: {exc}") from None
     if not timestamps:
         raise TrainingInputError(f"{path} has a header but no data rows")
-    return timestamps, cells
+    return Rows(timestamps, cells, lines)
 
 
-def _numbers(path: Path, column: str, texts: list[str]) -> np.ndarray:
+def _values(path: Path, texts: list[str], lines: list[int]) -> np.ndarray:
+    """Parse values as the streaming service does (``stream.points.parse_value``)."""
     values = np.empty(len(texts))
-    for row, text in enumerate(texts):
+    for row, (text, line) in enumerate(zip(texts, lines, strict=True)):
         try:
-            values[row] = float(text)
-        except ValueError:
-            raise TrainingInputError(
-                f"{path}: data row {row + 1}: invalid {column} {text!r}; expected a number"
-            ) from None
+            values[row] = parse_value(text)
+        except InvalidPointError as exc:
+            raise TrainingInputError(f"{path}: line {line}: {exc}") from None
     return values
 
 
-def _check_values(path: Path, values: np.ndarray) -> None:
-    bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > MAX_ABS_VALUE))
-    if bad.size:
-        row = int(bad[0])
-        raise TrainingInputError(
-            f"{path}: data row {row + 1}: value {float(values[row])!r} is not finite or beyond "
-            f"+-{MAX_ABS_VALUE:g}; remove or correct the row"
-        )
-
-
-def _check_labels(path: Path, labels: np.ndarray) -> None:
-    bad = np.flatnonzero(~((labels >= 0.0) & (labels <= 1.0)))
-    if bad.size:
-        row = int(bad[0])
-        raise TrainingInputError(
-            f"{path}: data row {row + 1}: label {float(labels[row])!r} is not in [0, 1]; "
-            "use 0, 1 or an anomaly probability"
-        )
+def _labels(path: Path, texts: list[str], lines: list[int]) -> np.ndarray:
+    labels = np.empty(len(texts))
+    for row, (text, line) in enumerate(zip(texts, lines, strict=True)):
+        try:
+            label = float(text)
+        except ValueError:
+            raise TrainingInputError(
+                f"{path}: line {line}: invalid label {text!r}; expected 0, 1 or an "
+                "anomaly probability in between"
+            ) from None
+        if not 0.0 <= label <= 1.0:
+            raise TrainingInputError(
+                f"{path}: line {line}: label {label!r} is not in [0, 1]; "
+                "use 0, 1 or an anomaly probability"
+            )
+        labels[row] = label
+    return labels
 
 
 def _in_order(timestamps: list[float]) -> np.ndarray:
@@ -198,12 +192,11 @@ def _build(
 def read_labelled_csv(path: Path | str, name: str | None = None) -> LabelledFile:
     """Read one ``timestamp,value,label`` file."""
     path = Path(path)
-    timestamps, (value_texts, label_texts) = read_rows(path, ("value", "label"))
-    values = _numbers(path, "value", value_texts)
-    labels = _numbers(path, "label", label_texts)
-    _check_values(path, values)
-    _check_labels(path, labels)
-    return _build(name or path.name, path, timestamps, values, labels)
+    rows = read_rows(path, ("value", "label"))
+    value_texts, label_texts = rows.cells
+    values = _values(path, value_texts, rows.lines)
+    labels = _labels(path, label_texts, rows.lines)
+    return _build(name or path.name, path, rows.timestamps, values, labels)
 
 
 def is_nab_folder(path: Path) -> bool:
@@ -239,20 +232,21 @@ def read_nab_folder(
                 "the file has no anomaly)"
             )
         path = data_dir / name
-        timestamps, (value_texts,) = read_rows(path, ("value",))
-        values = _numbers(path, "value", value_texts)
-        _check_values(path, values)
-        stamps = np.asarray(timestamps)
+        rows = read_rows(path, ("value",))
+        (value_texts,) = rows.cells
+        values = _values(path, value_texts, rows.lines)
+        stamps = np.asarray(rows.timestamps)
         labels = np.zeros(stamps.size)
         for start, end in windows[name]:
             try:
                 low, high = parse_timestamp(start), parse_timestamp(end)
-            except ValueError:
+            except InvalidPointError as exc:
                 raise TrainingInputError(
-                    f"invalid window [{start!r}, {end!r}] for {name} in {windows_path}"
+                    f"invalid window [{start!r}, {end!r}] for {name} in "
+                    f"{windows_path} ({exc}); correct the window's bounds"
                 ) from None
             labels[(stamps >= low) & (stamps <= high)] = 1.0
-        files.append(_build(name, path, timestamps, values, labels))
+        files.append(_build(name, path, rows.timestamps, values, labels))
     if not files:
         raise TrainingInputError(f"no data files under {data_dir}/<category>/*.csv")
     return files
