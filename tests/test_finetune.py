@@ -465,3 +465,12 @@ def test_read_nab_folder_rejects_infinite_window(tmp_path):
         TrainingInputError, match=r"invalid window \['1700000000', 'inf'\]"
     ):
         read_nab_folder(tmp_path)
+
+
+def test_load_base_rejects_missing_onnx(tmp_path):
+    for name in ("model.npz", "model.onnx.json"):
+        shutil.copy(BASE.with_name(name), tmp_path / name)
+    with pytest.raises(
+        TrainingInputError, match="base model file not found: .*model.onnx;"
+    ):
+        load_base(tmp_path / "model.onnx.json")

@@ -159,7 +159,9 @@ def load_base(path: Path | str) -> BaseModel:
     """Load the base model's metadata and its PyTorch checkpoint (``model.npz``).
 
     ``path`` is a ``model.onnx.json``, a ``model.onnx`` or the folder that contains
-    them. Checks that the checkpoint computes the same scores as the ONNX file.
+    them. Checks that the ONNX file matches the metadata's model_sha256 and that
+    the checkpoint computes the same scores. Raises TrainingInputError when any of
+    the three files is missing or they do not match.
     """
     path = Path(path)
     if path.is_dir():
@@ -202,19 +204,24 @@ def load_base(path: Path | str) -> BaseModel:
             f"cannot load the base checkpoint {checkpoint} ({reason}); restore the "
             "model.npz exported with this model"
         ) from None
-    if onnx_path.is_file():
-        if sha256_file(onnx_path) != metadata.get("model_sha256"):
-            raise TrainingInputError(
-                f"{onnx_path} does not match the model_sha256 in {path}; restore the "
-                "model files together"
-            )
-        try:
-            check_parity(model, onnx_path)
-        except ExportError:
-            raise TrainingInputError(
-                f"{checkpoint} does not compute the same scores as {onnx_path}; the "
-                "checkpoint belongs to another model, so restore the files together"
-            ) from None
+    if not onnx_path.is_file():
+        raise TrainingInputError(
+            f"base model file not found: {onnx_path}; fine-tuning checks the "
+            f"checkpoint against it and records its sha256 as the parent's, so copy "
+            f"the {onnx_path.name} exported with this model there"
+        )
+    if sha256_file(onnx_path) != metadata.get("model_sha256"):
+        raise TrainingInputError(
+            f"{onnx_path} does not match the model_sha256 in {path}; restore the "
+            "model files together"
+        )
+    try:
+        check_parity(model, onnx_path)
+    except ExportError:
+        raise TrainingInputError(
+            f"{checkpoint} does not compute the same scores as {onnx_path}; the "
+            "checkpoint belongs to another model, so restore the files together"
+        ) from None
     try:
         normalisation = NormalisationConfig(**metadata["normalisation"])
     except (KeyError, TypeError) as exc:
