@@ -40,10 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from stream.decode import MAX_SERIES_CHARS, REASON_INVALID_SERIES
 from stream.detect import detect_points, scorer_for
 from stream.errors import InvalidPointError
 from stream.model import WindowModel, load_model
-from stream.points import Point, parse_timestamp
+from stream.points import REASON_INVALID_VALUE, Point, parse_timestamp
 from stream.state import Rejection, ScoredPoint, StreamScorer
 
 __all__ = ["Detector", "SeriesResult", "SeriesStream"]
@@ -55,21 +56,71 @@ def to_epoch_seconds(timestamp: Timestamp) -> float:
     """Convert epoch seconds, an ISO 8601 string, a datetime or a numpy datetime64
     into epoch seconds (UTC). A timestamp without a time zone is taken as UTC.
 
-    Raises :class:`stream.errors.InvalidPointError` for anything else.
+    Raises :class:`stream.errors.InvalidPointError` for anything else, and for a
+    time outside years 1 to 9999, as the service does.
     """
     if isinstance(timestamp, np.datetime64):
         if np.isnat(timestamp):
             raise InvalidPointError(
                 "invalid_timestamp", "timestamp is NaT (not a time)"
             )
-        return float(timestamp.astype("datetime64[us]").astype(np.int64)) / 1e6
+        return parse_timestamp(
+            float(timestamp.astype("datetime64[us]").astype(np.int64)) / 1e6
+        )
     if isinstance(timestamp, datetime):
         if timestamp.tzinfo is None:
             timestamp = timestamp.replace(tzinfo=UTC)
-        return timestamp.timestamp()
+        return parse_timestamp(timestamp.timestamp())
     if isinstance(timestamp, np.integer | np.floating):
         timestamp = timestamp.item()
     return parse_timestamp(timestamp)
+
+
+def to_value(value: object) -> float:
+    """Convert a number, a numpy number or a numeric string into a float.
+
+    Raises :class:`stream.errors.InvalidPointError` (reason ``invalid_value``)
+    for anything else, such as None or ``"abc"``, as ``stream.points.parse_value``
+    does for the service. NaN, infinities and values beyond
+    ``stream.points.MAX_ABS_VALUE`` pass, because the scorer rejects them with
+    their own reason codes.
+    """
+    if isinstance(value, np.integer | np.floating):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidPointError(
+            REASON_INVALID_VALUE,
+            f"invalid value {value!r:.80}: expected a number, "
+            f"not {type(value).__name__}",
+        )
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        raise InvalidPointError(
+            REASON_INVALID_VALUE,
+            f"invalid value {value!r:.80}: expected a number such as 12.5",
+        ) from None
+
+
+def check_series(series: object) -> str:
+    """Check that ``series`` is a valid series id and return it.
+
+    A valid id is a non-empty string of at most ``MAX_SERIES_CHARS`` characters,
+    as the service requires of message keys.
+    """
+    if not isinstance(series, str) or not series:
+        raise InvalidPointError(
+            REASON_INVALID_SERIES,
+            f"invalid series {series!r:.80}: expected a non-empty string such as "
+            "'pump-7'",
+        )
+    if len(series) > MAX_SERIES_CHARS:
+        raise InvalidPointError(
+            REASON_INVALID_SERIES,
+            f"invalid series {series[:40]!r}...: {len(series)} characters is longer "
+            f"than {MAX_SERIES_CHARS}; use a shorter series id",
+        )
+    return series
 
 
 @dataclass(frozen=True)
@@ -111,10 +162,13 @@ class SeriesStream:
         With the model's ``lag_points = d`` that is the point d places earlier, and
         nothing for the first d points of a series. Timestamps of one series must
         increase. Raises :class:`stream.errors.InvalidPointError` (with a ``reason``
-        code) for a point the service would reject: a repeated or earlier
-        timestamp, or a value that is not finite. The state is then unchanged.
+        code) for a point the service would reject: an invalid series id,
+        timestamp or value, a value that is not finite or out of range, or a
+        repeated or earlier timestamp. The state is then unchanged.
         """
-        point = Point(series, to_epoch_seconds(timestamp), float(value))
+        point = Point(
+            check_series(series), to_epoch_seconds(timestamp), to_value(value)
+        )
         result = self.scorer.process([point])
         if result.rejected:
             rejection = result.rejected[0]
@@ -189,7 +243,10 @@ class Detector:
 
         Returns every scored point and the ``top_n`` highest scores (ties: the
         higher window score, then the earlier point). Rejected points, such as a
-        repeated timestamp, are listed in ``rejected`` and get no score.
+        repeated timestamp or a NaN value, are listed in ``rejected`` and get no
+        score. Raises :class:`stream.errors.InvalidPointError` for an invalid
+        ``series``, and for a timestamp or value that is not one at all (such as
+        None or ``"abc"``), naming its position.
         """
         if len(timestamps) != len(values):
             raise ValueError(
@@ -198,10 +255,16 @@ class Detector:
             )
         if top_n < 0:
             raise ValueError(f"invalid top_n {top_n}: must be 0 or more")
-        points = [
-            Point(series, to_epoch_seconds(t), float(v))
-            for t, v in zip(timestamps, values, strict=True)
-        ]
+        check_series(series)
+        points = []
+        for index, (timestamp, value) in enumerate(
+            zip(timestamps, values, strict=True)
+        ):
+            try:
+                point = Point(series, to_epoch_seconds(timestamp), to_value(value))
+            except InvalidPointError as exc:
+                raise InvalidPointError(exc.reason, f"point {index}: {exc}") from None
+            points.append(point)
         scorer = scorer_for(self.model, **self._overrides)
         detection = detect_points(self.model, points, series=series, scorer=scorer)
         return SeriesResult(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import doctest
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -13,10 +13,19 @@ from model_factory import WINDOW, write_model
 import stream
 import stream.api
 from stream.api import Detector, to_epoch_seconds
+from stream.decode import MAX_SERIES_CHARS, REASON_INVALID_SERIES
 from stream.detect import detect, scorer_for
 from stream.errors import InvalidPointError, ModelError
 from stream.model import load_model
-from stream.points import REASON_DUPLICATE_TIMESTAMP, REASON_NON_FINITE_VALUE, Point
+from stream.points import (
+    REASON_DUPLICATE_TIMESTAMP,
+    REASON_INVALID_TIMESTAMP,
+    REASON_INVALID_VALUE,
+    REASON_NON_FINITE_VALUE,
+    REASON_TIMESTAMP_OUT_OF_RANGE,
+    REASON_VALUE_OUT_OF_RANGE,
+    Point,
+)
 
 START = 1_700_000_000
 STEP = 300
@@ -178,3 +187,100 @@ def test_to_epoch_seconds_variants():
         to_epoch_seconds(np.datetime64("NaT"))
     with pytest.raises(InvalidPointError):
         to_epoch_seconds("yesterday")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "fragment"),
+    [
+        ("abc", REASON_INVALID_VALUE, "invalid value 'abc': expected a number"),
+        (None, REASON_INVALID_VALUE, "invalid value None: expected a number"),
+        (True, REASON_INVALID_VALUE, "invalid value True: expected a number"),
+        ([1.0], REASON_INVALID_VALUE, "invalid value [1.0]: expected a number"),
+        ("", REASON_INVALID_VALUE, "invalid value ''"),
+        (float("nan"), REASON_NON_FINITE_VALUE, "value nan is not finite"),
+        (np.float64("-inf"), REASON_NON_FINITE_VALUE, "value -inf is not finite"),
+        (1e301, REASON_VALUE_OUT_OF_RANGE, "value 1e+301 is beyond"),
+    ],
+)
+def test_stream_rejects_invalid_value(detector, value, reason, fragment):
+    live = detector.stream()
+    live.update("a", START, 1.0)
+    with pytest.raises(InvalidPointError) as raised:
+        live.update("a", START + 60, value)
+    assert raised.value.reason == reason
+    assert fragment in str(raised.value)
+    reference = detector.stream()
+    reference.update("a", START, 1.0)
+    assert live.update("a", START + 60, 2.0) == reference.update("a", START + 60, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "reason", "fragment"),
+    [
+        (None, REASON_INVALID_TIMESTAMP, "invalid timestamp None"),
+        ("yesterday", REASON_INVALID_TIMESTAMP, "invalid timestamp 'yesterday'"),
+        (np.datetime64("NaT"), REASON_INVALID_TIMESTAMP, "NaT"),
+        (
+            np.datetime64("10000-01-01T00:00:00"),
+            REASON_TIMESTAMP_OUT_OF_RANGE,
+            "outside years 1 to 9999",
+        ),
+        (
+            datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+            REASON_TIMESTAMP_OUT_OF_RANGE,
+            "outside years 1 to 9999",
+        ),
+    ],
+)
+def test_stream_rejects_invalid_timestamp(detector, timestamp, reason, fragment):
+    with pytest.raises(InvalidPointError) as raised:
+        detector.stream().update("a", timestamp, 1.0)
+    assert raised.value.reason == reason
+    assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize("series", [None, "", 7, "s" * (MAX_SERIES_CHARS + 1)])
+def test_stream_rejects_invalid_series(detector, series):
+    with pytest.raises(InvalidPointError) as raised:
+        detector.stream().update(series, START, 1.0)
+    assert raised.value.reason == REASON_INVALID_SERIES
+    assert "invalid series" in str(raised.value)
+
+
+def test_stream_accepts_numpy_and_string_values(detector):
+    live = detector.stream()
+    reference = detector.stream()
+    for i, value in enumerate([np.float32(1.5), np.int64(2), "2.5", 3]):
+        expected = reference.update("a", START + 60 * i, float(value))
+        assert live.update("a", START + 60 * i, value) == expected
+
+
+def test_detect_names_invalid_point(detector):
+    timestamps, values = synthetic_series(n=10, spike=5)
+    values[4] = "abc"
+    with pytest.raises(InvalidPointError) as raised:
+        detector.detect(timestamps, values)
+    assert raised.value.reason == REASON_INVALID_VALUE
+    assert str(raised.value).startswith("point 4: invalid value 'abc'")
+
+
+def test_detect_names_invalid_timestamp(detector):
+    timestamps, values = synthetic_series(n=10, spike=5)
+    timestamps[7] = None
+    with pytest.raises(InvalidPointError) as raised:
+        detector.detect(timestamps, values)
+    assert raised.value.reason == REASON_INVALID_TIMESTAMP
+    assert str(raised.value).startswith("point 7: invalid timestamp None")
+
+
+def test_detect_rejects_invalid_series(detector):
+    timestamps, values = synthetic_series(n=10, spike=5)
+    with pytest.raises(InvalidPointError, match="invalid series ''"):
+        detector.detect(timestamps, values, series="")
+
+
+def test_detect_accepts_float32_values(detector):
+    timestamps, values = synthetic_series(n=200, spike=150)
+    narrow = np.asarray(values, dtype=np.float32)
+    expected = detector.detect(timestamps, [float(v) for v in narrow]).points
+    assert detector.detect(timestamps, narrow).points == expected
