@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import training.finetune  # noqa: E402
 from benchmarks.nab.corpus import Corpus, make_data_file  # noqa: E402
 from benchmarks.nab.finetune_loco import (  # noqa: E402
     held_out_score,
@@ -412,6 +413,37 @@ def test_loco_corpus_score_uses_folded_files():
     # One category with one window: the null raw score is -1 and the perfect +1.
     assert loco_corpus_score({"B": 1.0}, corpus, "standard") == pytest.approx(100.0)
     assert loco_corpus_score({"B": -1.0}, corpus, "standard") == pytest.approx(0.0)
+
+
+def fail_if_training_starts(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("training started before the output directory check")
+
+    monkeypatch.setattr(training.finetune, "_fit", fail)
+
+
+@pytest.mark.parametrize(
+    "target", ["out.csv", "out.csv/sub"], ids=["file", "under-file"]
+)
+def test_finetune_checks_output_dir_first(tmp_path, data_dir, monkeypatch, target):
+    (tmp_path / "out.csv").write_text("not a directory\n")
+    fail_if_training_starts(monkeypatch)
+    with pytest.raises(TrainingInputError, match="exists and is not a directory"):
+        finetune(BASE, load_labelled_data([data_dir]), tmp_path / target, TINY)
+
+
+def test_cli_finetune_file_output_dir_exits_2(tmp_path, data_dir, capsys, monkeypatch):
+    target = tmp_path / "existing_file.csv"
+    target.write_text("not a directory\n")
+    fail_if_training_starts(monkeypatch)
+    code = main(["finetune", "--data", str(data_dir), "--output-dir", str(target)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(
+        f"anomalybert finetune: error: output directory {target} exists and is not "
+        "a directory; choose another --output-dir"
+    )
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ from training.labelled import LabelledFile
 from training.metrics import average_precision, best_f1_threshold
 from training.model import WindowScorer, weighted_bce_with_logits
 from training.normalise import normalise_with_config
+from training.output import prepare_output_dir
 from training.train import predict_logits
 
 logger = logging.getLogger(__name__)
@@ -618,7 +619,8 @@ def finetune(
 
     ``report`` receives one progress line per step (default: the module logger).
     ``data_sources`` are the paths the user passed, written into the metadata.
-    Raises TrainingInputError for unusable settings, data or base model.
+    Raises TrainingInputError for unusable settings, data, base model or output
+    directory, all before training starts.
     """
     settings = settings or FinetuneSettings()
     settings.check()
@@ -631,6 +633,7 @@ def finetune(
             f"output directory {output_dir} contains the base model, which would be "
             "overwritten; choose another --output-dir"
         )
+    output_dir = prepare_output_dir(output_dir)
     alert = base.metadata.get("alert") or {}
     warmup_points = (
         settings.warmup_points
