@@ -246,6 +246,14 @@ def test_dockerfile_installs_no_extras():
         assert "torch" not in command
 
 
+def test_dockerfile_installs_pinned_versions():
+    installs = [args for args in dockerfile_values("RUN") if "pip install" in args]
+    for command in installs:
+        assert "-c /tmp/src/requirements/constraints.txt" in command
+    copied = [args.split()[0] for args in dockerfile_values("COPY")]
+    assert "requirements/constraints.txt" in copied
+
+
 def test_inference_imports_no_torch():
     with (REPO / "pyproject.toml").open("rb") as stream:
         dependencies = tomllib.load(stream)["project"]["dependencies"]
