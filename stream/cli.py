@@ -355,7 +355,11 @@ def _run_generate(args: argparse.Namespace) -> int:
 def _run_finetune(args: argparse.Namespace) -> int:
     try:
         from training.errors import TrainingInputError
-        from training.finetune import FinetuneSettings, finetune
+        from training.finetune import (
+            FinetuneSettings,
+            finetune,
+            format_average_precision,
+        )
         from training.labelled import load_labelled_data
     except ImportError as exc:
         raise AnomalyBertError(
@@ -394,9 +398,8 @@ def _run_finetune(args: argparse.Namespace) -> int:
     )
     print(f"{'validation':<14}  {'loss':>8}  {'AP':>6}")
     for label, metrics in (("before (base)", result.before), ("after", result.after)):
-        print(
-            f"{label:<14}  {metrics['loss']:>8.4f}  {metrics['average_precision']:>6.3f}"
-        )
+        average_precision = format_average_precision(metrics["average_precision"])
+        print(f"{label:<14}  {metrics['loss']:>8.4f}  {average_precision:>6}")
     print(f"threshold {result.threshold:.4f}")
     print(f"wrote {result.metadata_path} with model.onnx and model.npz")
     return 0

@@ -24,6 +24,7 @@ from training.errors import TrainingInputError  # noqa: E402
 from training.export import sha256_file  # noqa: E402
 from training.finetune import (  # noqa: E402
     FinetuneSettings,
+    check_series,
     finetune,
     labelled_windows,
     load_base,
@@ -284,7 +285,9 @@ def test_read_rejects_empty_folder(tmp_path):
 
 def test_finetune_rejects_no_positives(tmp_path):
     paths = [write_labelled(tmp_path / f"{i}.csv", [0] * 300) for i in range(3)]
-    with pytest.raises(TrainingInputError, match="no series has a positive label"):
+    with pytest.raises(
+        TrainingInputError, match="no series has a label of at least 0.5"
+    ):
         finetune(BASE, load_labelled_data(paths), tmp_path / "out", TINY)
 
 
@@ -497,6 +500,63 @@ def test_read_nab_folder_rejects_infinite_window(tmp_path):
         TrainingInputError, match=r"invalid window \['1700000000', 'inf'\]"
     ):
         read_nab_folder(tmp_path)
+
+
+def test_check_series_rejects_low_labels_only():
+    labels = np.zeros(300, dtype=np.float32)
+    labels[200:210] = 0.3
+    files = [LabelledFile(f"{i}.csv", None, np.zeros(300), labels, 0) for i in range(3)]
+    with pytest.raises(TrainingInputError, match="label of at least 0.5"):
+        check_series(files, 16, 100)
+
+
+def test_split_counts_labels_from_threshold():
+    low = np.zeros(200, dtype=np.float32)
+    low[150] = 0.3
+    high = np.zeros(200, dtype=np.float32)
+    high[150] = 1.0
+    files = [
+        LabelledFile("high_0.csv", None, np.zeros(200), high, 0),
+        LabelledFile("low_0.csv", None, np.zeros(200), low, 0),
+        LabelledFile("low_1.csv", None, np.zeros(200), low, 0),
+        LabelledFile("high_1.csv", None, np.zeros(200), high, 0),
+    ]
+    for seed in range(20):
+        train, validation = split_series(files, 0.2, 100, np.random.default_rng(seed))
+        assert any(f.name.startswith("high") for f in train), seed
+        assert any(f.name.startswith("high") for f in validation), seed
+
+
+def test_cli_finetune_explains_missing_validation_positives(tmp_path, capsys):
+    labels = [0.0] * 400
+    labels[300:305] = [1.0] * 5
+    positive = write_labelled(tmp_path / "positive.csv", labels)
+    # A label above 0 but below 0.5 does not count as anomalous in validation.
+    weak = write_labelled(tmp_path / "weak.csv", [0.0] * 300 + [0.3] * 5 + [0.0] * 95)
+    code = main(
+        [
+            "finetune",
+            "--data",
+            str(positive),
+            "--data",
+            str(weak),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--epochs",
+            "1",
+            "--windows-per-epoch",
+            "256",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "nan" not in captured.out
+    assert "nan" not in captured.err
+    assert "n/a" in captured.out
+    assert (
+        "the validation series have no label of at least 0.5 after the warm-up, so "
+        "average precision is undefined" in captured.err
+    )
 
 
 def test_load_base_rejects_missing_onnx(tmp_path):

@@ -233,6 +233,11 @@ def load_base(path: Path | str) -> BaseModel:
     return BaseModel(path, metadata, model, normalisation)
 
 
+def format_average_precision(value: float) -> str:
+    """Format an average precision for reports, "n/a" where it is undefined (NaN)."""
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
 def labelled_windows(
     item: LabelledFile, normalisation: NormalisationConfig, window_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -244,8 +249,21 @@ def labelled_windows(
     return inputs, targets
 
 
+def has_positive(
+    item: LabelledFile, warmup_points: int, positive_label_threshold: float
+) -> bool:
+    """Return whether the series has an anomalous label after the warm-up.
+
+    A label is anomalous from ``positive_label_threshold`` on, as in AP and F1.
+    """
+    return bool((item.labels[warmup_points:] >= positive_label_threshold).any())
+
+
 def check_series(
-    files: Sequence[LabelledFile], window_size: int, warmup_points: int
+    files: Sequence[LabelledFile],
+    window_size: int,
+    warmup_points: int,
+    positive_label_threshold: float = 0.5,
 ) -> list[str]:
     """Raise for unusable data and return warnings about series that add little."""
     if len(files) < 2:
@@ -270,16 +288,16 @@ def check_series(
                 f"{item.name}: {item.points} points, all within the first "
                 f"{warmup_points} (warm-up), so it adds no windows"
             )
-        elif not (item.labels[warmup_points:] > 0).any():
+        elif not has_positive(item, warmup_points, positive_label_threshold):
             warnings.append(
-                f"{item.name}: no positive label after the warm-up; it is used as "
-                "normal data only"
+                f"{item.name}: no label of at least {positive_label_threshold:g} "
+                "after the warm-up, so no point of it counts as anomalous"
             )
-    if not any((f.labels[warmup_points:] > 0).any() for f in files):
+    if not any(has_positive(f, warmup_points, positive_label_threshold) for f in files):
         raise TrainingInputError(
-            "no series has a positive label after the warm-up of "
-            f"{warmup_points} points; label anomalous points with 1 (or a probability "
-            "above 0)"
+            f"no series has a label of at least {positive_label_threshold:g} after "
+            f"the warm-up of {warmup_points} points; label anomalous points with 1 "
+            f"(or a probability of at least {positive_label_threshold:g})"
         )
     return warnings
 
@@ -289,18 +307,20 @@ def split_series(
     fraction: float,
     warmup_points: int,
     rng: np.random.Generator,
+    positive_label_threshold: float = 0.5,
 ) -> tuple[list[LabelledFile], list[LabelledFile]]:
     """Hold out whole series for validation: ``fraction`` of them, at least one.
 
-    The choice is random, but training always gets a series with a positive label,
-    and validation gets one too when at least two series have one.
+    The choice is random, but training always gets a series with a label of at
+    least ``positive_label_threshold``, the label from which AP and F1 count a
+    point as anomalous. Validation gets one too when at least two series have one.
     """
     n_validation = min(len(files) - 1, max(1, round(fraction * len(files))))
     order = [int(i) for i in rng.permutation(len(files))]
     validation, train = order[:n_validation], order[n_validation:]
 
     def positive(index: int) -> bool:
-        return bool((files[index].labels[warmup_points:] > 0).any())
+        return has_positive(files[index], warmup_points, positive_label_threshold)
 
     if not any(map(positive, train)):
         donor = next(i for i in validation if positive(i))
@@ -511,7 +531,8 @@ def _fit(
         )
         report(
             f"epoch {epoch}/{settings.epochs}: train loss {train_loss:.4f}, validation "
-            f"loss {metrics['loss']:.4f}, AP {metrics['average_precision']:.3f} "
+            f"loss {metrics['loss']:.4f}, "
+            f"AP {format_average_precision(metrics['average_precision'])} "
             f"({time.monotonic() - started:.0f} s)"
         )
         # Highest AP wins; without positives in the checks (AP NaN) the lowest loss.
@@ -526,15 +547,18 @@ def _fit(
     return FitOutcome(history, best_epoch, best_metrics, best_scores)
 
 
-def _file_record(item: LabelledFile, role: str, warmup_points: int) -> dict:
+def _file_record(
+    item: LabelledFile, role: str, warmup_points: int, positive_label_threshold: float
+) -> dict:
     digest = hashlib.sha256(item.path.read_bytes()).hexdigest()
+    positive = item.labels[warmup_points:] >= positive_label_threshold
     return {
         "name": item.name,
         "path": str(item.path),
         "sha256": digest,
         "role": role,
         "points": item.points,
-        "positive_points": int(np.count_nonzero(item.labels[warmup_points:] > 0)),
+        "positive_points": int(np.count_nonzero(positive)),
         "dropped_rows": item.dropped_rows,
     }
 
@@ -640,7 +664,9 @@ def finetune(
         if settings.warmup_points is not None
         else int(alert.get("warmup_points", 0))
     )
-    warnings = check_series(files, base.window_size, warmup_points)
+    warnings = check_series(
+        files, base.window_size, warmup_points, settings.positive_label_threshold
+    )
     for warning in warnings:
         report(f"warning: {warning}")
 
@@ -649,7 +675,11 @@ def finetune(
     split_rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 1]))
     sampling_rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 2]))
     train_files, validation_files = split_series(
-        files, settings.validation_fraction, warmup_points, split_rng
+        files,
+        settings.validation_fraction,
+        warmup_points,
+        split_rng,
+        settings.positive_label_threshold,
     )
     train_inputs, train_targets = _stack(train_files, base, warmup_points)
     validation_inputs, validation_targets = _stack(
@@ -674,8 +704,18 @@ def finetune(
         check_weights,
     )
     before, _, labels = evaluate(model, *check[:2], settings, check_weights)
+    if not labels.any():
+        warnings.append(
+            "the validation series have no label of at least "
+            f"{settings.positive_label_threshold:g} after the warm-up, so average "
+            "precision is undefined and the epoch with the lowest validation loss is "
+            "kept; pass at least two series with such labels so that validation "
+            "gets one"
+        )
+        report(f"warning: {warnings[-1]}")
     report(
-        f"base model: validation loss {before['loss']:.4f}, AP {before['average_precision']:.3f}"
+        f"base model: validation loss {before['loss']:.4f}, "
+        f"AP {format_average_precision(before['average_precision'])}"
     )
     train_started = time.monotonic()
     outcome = _fit(
@@ -710,8 +750,14 @@ def finetune(
         "data": {
             "sources": [str(source) for source in data_sources],
             "label_rule": "labels as read: CSV label column, or 1 inside NAB windows",
-            "files": [_file_record(f, "train", warmup_points) for f in train_files]
-            + [_file_record(f, "validation", warmup_points) for f in validation_files],
+            "files": [
+                _file_record(f, role, warmup_points, settings.positive_label_threshold)
+                for role, group in (
+                    ("train", train_files),
+                    ("validation", validation_files),
+                )
+                for f in group
+            ],
         },
         "settings": {**asdict(settings), "warmup_points": warmup_points},
         "n_parameters": model.count_parameters(),
@@ -721,7 +767,10 @@ def finetune(
         "n_training_windows": int(train_inputs.shape[0]),
         "n_validation_windows": int(validation_inputs.shape[0]),
         "best_epoch": outcome.best_epoch,
-        "selection": "epoch with the highest validation average precision",
+        "selection": "epoch with the highest validation average precision"
+        if labels.any()
+        else "epoch with the lowest validation loss, because the validation "
+        "series have no anomalous label and average precision is undefined",
         "validation_windows_scored": int(check_indices.size),
         "history": outcome.history,
         "validation_before": before,
