@@ -180,3 +180,22 @@ def test_invalid_protobuf_rejected(tmp_path, content, fragment):
     with pytest.raises(ModelError, match=fragment) as raised:
         load_model(path)
     assert "could not load" in str(raised.value)
+
+
+def test_threshold_applies_to_alert_score(models):
+    """The threshold is compared with the calibrated score, not the window score."""
+    one, _, _ = models
+    threshold = one.metadata.alert.threshold
+    assert one.metadata.alert.calibration["method"] != "none"
+    rng = np.random.default_rng(3)
+    points = [
+        Point("s", 1000.0 + 60 * k, float(np.sin(k / 9) + 0.1 * rng.normal()))
+        for k in range(400)
+    ]
+    scored = scorer_for(one).process(points).scored
+    assert all(p.is_anomaly == (p.score >= threshold) for p in scored)
+    assert any(p.window_score >= threshold and not p.is_anomaly for p in scored)
+    readme = (default_model_path().parent / "README.md").read_text()
+    text = " ".join(readme.split())
+    assert "an alert when its alert score is at least `alert.threshold`" in text
+    assert "when that score is at least `alert.threshold`" not in text
