@@ -1,11 +1,18 @@
-"""Tests of reading ``timestamp,value`` CSV files."""
+"""Tests of reading ``timestamp,value`` CSV files and of ``anomalybert detect`` on them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import stream.detect
+from stream.cli import main
 from stream.csvfile import read_points
+from stream.detect import detect_points
 from stream.errors import InputFileError
+from stream.model import default_model_path
+from stream.points import Point
 
 # 2014-04-10 07:15:00 UTC
 APRIL_10 = 1397114100.0
@@ -104,3 +111,79 @@ def test_rows_before_error_yielded(tmp_path):
     assert next(rows)[0] == 3
     with pytest.raises(InputFileError, match="line 4"):
         next(rows)
+
+
+# --- anomalybert detect on whole files ----------------------------------------------
+
+NAB_DATA = Path(__file__).parent / "data" / "nab" / "data"
+NAB_FILES = [
+    NAB_DATA / "artificialNoAnomaly" / "art_flatline.csv",
+    NAB_DATA / "realTraffic" / "speed_7578.csv",
+    NAB_DATA / "realAdExchange" / "exchange-3_cpm_results.csv",
+]
+
+
+def detect_file_in_memory(model, path):
+    """Score a CSV file keeping every scored point and line number in lists.
+
+    This was the implementation of ``stream.detect.detect_file`` before it
+    streamed the file, and it is the reference for the printed output.
+    """
+    path = Path(path)
+    lines = []
+
+    def points():
+        for line, _raw, seconds, value in read_points(path):
+            lines.append(line)
+            yield Point(path.stem, seconds, value)
+
+    return detect_points(model, points(), series=path.stem), lines
+
+
+def disordered_file(tmp_path) -> Path:
+    """Write a file with 30 repeated or earlier timestamps among 300 rows."""
+    rows = ["timestamp,value"]
+    for i in range(300):
+        rows.append(f"{1397114100 + 300 * i},{10 + (i % 7) + (40 if i == 250 else 0)}")
+    for i in range(30):
+        rows.insert(100 + 3 * i, f"{1397114100 + 300 * i},1")
+    path = tmp_path / "disordered.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def run_detect(capsys, *args) -> tuple[int, str, str]:
+    code = main(["detect", "--model", str(default_model_path()), *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("output_format", ["table", "json", "csv"])
+@pytest.mark.parametrize("top_n", ["1", "10", "5000"])
+@pytest.mark.parametrize("name", [path.stem for path in NAB_FILES] + ["disordered"])
+def test_detect_output_unchanged(
+    tmp_path, capsys, monkeypatch, name, top_n, output_format
+):
+    """Streaming detect_file prints what the in-memory implementation printed."""
+    paths = {path.stem: path for path in NAB_FILES}
+    path = paths[name] if name in paths else disordered_file(tmp_path)
+    args = ["--input", str(path), "--format", output_format, "--top-n", top_n]
+    streamed = run_detect(capsys, *args)
+    monkeypatch.setattr(stream.detect, "detect_file", detect_file_in_memory)
+    expected = run_detect(capsys, *args)
+    assert streamed[0] == expected[0] == 0
+    assert streamed[1] == expected[1]
+    assert streamed[2] == expected[2]
+    if name == "disordered":
+        assert "warning: skipped 30 rows in all" in streamed[2]
+
+
+def test_detect_plot_unchanged(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    path = NAB_FILES[1]
+    streamed_plot = tmp_path / "streamed.png"
+    expected_plot = tmp_path / "expected.png"
+    run_detect(capsys, "--input", str(path), "--plot", str(streamed_plot))
+    monkeypatch.setattr(stream.detect, "detect_file", detect_file_in_memory)
+    run_detect(capsys, "--input", str(path), "--plot", str(expected_plot))
+    assert streamed_plot.read_bytes() == expected_plot.read_bytes()
