@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import stream.detect
 from stream.cli import main
 from stream.csvfile import read_points
-from stream.detect import detect_points
+from stream.detect import MAX_KEPT_REJECTIONS, detect_file, detect_points
 from stream.errors import InputFileError
-from stream.model import default_model_path
+from stream.model import default_model_path, load_model
 from stream.points import Point
 
 # 2014-04-10 07:15:00 UTC
@@ -187,3 +189,91 @@ def test_detect_plot_unchanged(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(stream.detect, "detect_file", detect_file_in_memory)
     run_detect(capsys, "--input", str(path), "--plot", str(expected_plot))
     assert streamed_plot.read_bytes() == expected_plot.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+@pytest.mark.parametrize("name", ["speed_7578", "disordered"])
+def test_detect_file_equals_in_memory(tmp_path, model, name):
+    path = NAB_FILES[1] if name == "speed_7578" else disordered_file(tmp_path)
+    expected, expected_lines = detect_file_in_memory(model, path)
+    streamed, lines = detect_file(model, path)
+    assert list(streamed.points) == expected.points
+    assert streamed.points_scored == len(expected.points)
+    assert len(streamed.rejected) == len(expected.rejected)
+    assert list(streamed.rejected) == expected.rejected
+    assert lines == {
+        r.input_index: expected_lines[r.input_index] for r in expected.rejected
+    }
+    for n in (0, 1, 7, 100, len(expected.points) + 1):
+        assert streamed.top(n) == expected.top(n)
+        bounded, _ = detect_file(model, path, top_n=n, keep_points=False)
+        assert bounded.points is None
+        assert bounded.points_scored == len(expected.points)
+        assert bounded.top(n) == expected.top(n)
+
+
+def test_detect_file_counts_unkept_rejections(tmp_path, model):
+    rows = ["timestamp,value", "1397114100,1"]
+    rows += ["1397114000,2"] * (MAX_KEPT_REJECTIONS + 50)
+    path = tmp_path / "backwards.csv"
+    path.write_text("\n".join(rows) + "\n")
+    detection, lines = detect_file(model, path)
+    assert len(detection.rejected) == MAX_KEPT_REJECTIONS + 50
+    assert len(detection.rejected[:20]) == 20
+    assert (
+        detection.rejected[MAX_KEPT_REJECTIONS - 1].input_index == MAX_KEPT_REJECTIONS
+    )
+    assert sorted(lines) == list(range(1, MAX_KEPT_REJECTIONS + 1))
+    assert lines[1] == 3
+    with pytest.raises(IndexError, match="counted but not kept"):
+        detection.rejected[MAX_KEPT_REJECTIONS]
+    with pytest.raises(IndexError, match="counted but not kept"):
+        detection.rejected[:]
+
+
+def test_detect_file_without_points_needs_top_n(model):
+    with pytest.raises(ValueError, match="needs top_n"):
+        detect_file(model, NAB_FILES[1], keep_points=False)
+    detection, _ = detect_file(model, NAB_FILES[1], top_n=5, keep_points=False)
+    assert len(detection.top(5)) == 5
+    with pytest.raises(ValueError, match="pass top_n=6 or keep_points=True"):
+        detection.top(6)
+
+
+def write_series(path: Path, rows: int) -> Path:
+    rng = np.random.default_rng(0)
+    values = 10 + np.sin(np.arange(rows) / 50) + 0.1 * rng.normal(size=rows)
+    lines = ["timestamp,value"]
+    lines += [f"{1397114100 + 300 * i},{v:.4f}" for i, v in enumerate(values)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def peak_bytes(function, *args, **kwargs) -> int:
+    tracemalloc.start()
+    try:
+        function(*args, **kwargs)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_detect_file_memory_per_row(tmp_path, model):
+    """Peak memory grows by a few bytes a row, not by a ScoredPoint object."""
+    small = write_series(tmp_path / "small.csv", 2_000)
+    large = write_series(tmp_path / "large.csv", 10_000)
+    extra_rows = 8_000
+    detect_file(model, small)  # allocates what the first run of a model needs
+    # The first options are what `anomalybert detect` passes.
+    for options, max_bytes_per_row in (
+        ({}, 80),
+        ({"top_n": 10, "keep_points": False}, 10),
+    ):
+        growth = peak_bytes(detect_file, model, large, **options) - peak_bytes(
+            detect_file, model, small, **options
+        )
+        assert growth / extra_rows < max_bytes_per_row, options
