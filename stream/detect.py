@@ -184,7 +184,7 @@ class ScoredSeries(Sequence[ScoredPoint]):
 class TopPoints:
     """The ``n`` best-ranked points seen so far (see :func:`rank_key`).
 
-    It holds at most ``max(2 * n, BATCH_POINTS)`` points, however many are
+    It contains at most ``max(2 * n, BATCH_POINTS)`` points, however many are
     added. The result equals ``sorted(all_points, key=rank_key)[:n]``, because
     ``heapq.nsmallest`` keeps the earlier of equal points as ``sorted`` does.
     """
