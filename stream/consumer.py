@@ -154,6 +154,11 @@ class AnomalyConsumer:
         self._has_assignment = False
         self._stopping = asyncio.Event()
         self._evictions_counted = 0
+        # Scoring runs in a worker thread, and a rebalance can drop or restore
+        # state meanwhile, so both hold this lock.
+        self._state_lock = asyncio.Lock()
+        # The running transaction of each partition, by partition number.
+        self._in_flight: dict[int, asyncio.Task] = {}
         self._fatal: BaseException | None = None
         self._acquired = asyncio.Event()
         self._acquired.set()
@@ -332,9 +337,10 @@ class AnomalyConsumer:
         if self.changelog is not None and new:
             committed = {tp.partition: await self._consumer.committed(tp) for tp in new}
             known_partitions = self.changelog.partition_count
-            reports = await self.changelog.restore(
-                [tp.partition for tp in new], self.scorer, committed
-            )
+            async with self._state_lock:
+                reports = await self.changelog.restore(
+                    [tp.partition for tp in new], self.scorer, committed
+                )
             if self.changelog.partition_count > known_partitions and self._producer:
                 # The restore added changelog partitions for new input partitions,
                 # and the producer sends to them by number: it must see them first.
@@ -368,13 +374,17 @@ class AnomalyConsumer:
         self.metrics.assigned_partitions.set(len(self._assigned))
         for tp in sorted(revoked):
             if self.changelog is not None:
-                dropped = self.changelog.drop_partition(tp.partition, self.scorer)
+                async with self._state_lock:
+                    dropped = self.changelog.drop_partition(tp.partition, self.scorer)
                 logger.info(
                     "dropped the state of %d series of %s[%d]",
                     dropped,
                     tp.topic,
                     tp.partition,
                 )
+            in_flight = self._in_flight.pop(tp.partition, None)
+            if in_flight is not None:
+                in_flight.cancel()
             producer = self._transactional.pop(tp.partition, None)
             if producer is not None:
                 await producer.stop()
@@ -413,7 +423,9 @@ class AnomalyConsumer:
             points.append(point)
             sources.append(record)
 
-        result = await self._score(points)
+        result = await self._score(points, batch)
+        if result is None:
+            return
         for rejection in result.rejected:
             dead.append(
                 (sources[rejection.input_index], rejection.reason, rejection.message)
@@ -498,9 +510,14 @@ class AnomalyConsumer:
         assert self._consumer is not None
         producer = self._transactional.get(tp.partition)
         if producer is None:
-            raise AnomalyBertError(
-                f"no transactional producer for {tp.topic}[{tp.partition}]"
+            # The partition was revoked while the batch was scored. Its new
+            # owner reads these records again from the committed offset.
+            logger.info(
+                "%s[%d] was revoked during the batch: its outputs are dropped",
+                tp.topic,
+                tp.partition,
             )
+            return
         # aiokafka waits for a transaction's end without a timeout, and its
         # sender can stay stuck on a coordinator after a broker change
         # (github.com/aio-libs/aiokafka/issues/1145). The transaction runs as a
@@ -511,6 +528,8 @@ class AnomalyConsumer:
         # A task left behind after a timeout may fail later; retrieving its
         # exception keeps asyncio from logging it as never retrieved.
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        # A revocation cancels the task, because it stops the producer.
+        self._in_flight[tp.partition] = task
         timeout = self.settings.transaction_timeout_seconds
         try:
             done, _ = await asyncio.wait({task}, timeout=timeout)
@@ -519,36 +538,61 @@ class AnomalyConsumer:
                     f"it did not end within {timeout:g} s "
                     "(ANOMALYBERT_TRANSACTION_TIMEOUT_SECONDS)"
                 )
+            if task.cancelled():
+                raise TransactionTimeout("it was cancelled")
             task.result()
-        except ProducerFenced as exc:
+        except (TransactionTimeout, KafkaError) as exc:
             self.metrics.transactions.labels(outcome="aborted").inc()
+            if (
+                tp not in self._assigned
+                or self._transactional.get(tp.partition) is not producer
+            ):
+                # The partition was revoked during the transaction. Its new
+                # owner reads the records again from the committed offset.
+                task.cancel()
+                logger.info(
+                    "the transaction of %s[%d] ended after the partition was "
+                    "revoked (%s)",
+                    tp.topic,
+                    tp.partition,
+                    exc,
+                )
+                return
+            if not isinstance(exc, ProducerFenced):
+                await self._abort_transaction(tp, offset, exc, task)
+                return
             raise AnomalyBertError(
                 f"the transactional producer of {tp.topic}[{tp.partition}] was fenced: "
                 "another consumer instance owns this partition now; exiting so that "
                 "this instance rejoins the group"
             ) from exc
-        except (TransactionTimeout, KafkaError) as exc:
-            timed_out = isinstance(exc, TransactionTimeout)
-            self.metrics.transactions.labels(outcome="aborted").inc()
-            logger.error(
-                "transaction for %s[%d] up to offset %d %s (%s); %s and reprocessing "
-                "from the committed offset",
-                tp.topic,
-                tp.partition,
-                offset,
-                "timed out" if timed_out else "aborted",
-                exc,
-                "replacing its producer" if timed_out else "restoring its state",
-            )
-            if timed_out:
-                task.cancel()
-                await self._replace_producer(tp)
-            await self._rewind(tp)
-            return
+        finally:
+            if self._in_flight.get(tp.partition) is task:
+                del self._in_flight[tp.partition]
         self.metrics.transactions.labels(outcome="committed").inc()
         self.metrics.anomalies_published.inc(
             sum(1 for m in messages if m[0] == self.settings.output_topic)
         )
+
+    async def _abort_transaction(
+        self, tp: TopicPartition, offset: int, exc: Exception, task: asyncio.Task
+    ) -> None:
+        """Give up a partition's failed transaction and reprocess from its commit."""
+        timed_out = isinstance(exc, TransactionTimeout)
+        logger.error(
+            "transaction for %s[%d] up to offset %d %s (%s); %s and reprocessing "
+            "from the committed offset",
+            tp.topic,
+            tp.partition,
+            offset,
+            "timed out" if timed_out else "aborted",
+            exc,
+            "replacing its producer" if timed_out else "restoring its state",
+        )
+        if timed_out:
+            task.cancel()
+            await self._replace_producer(tp)
+        await self._rewind(tp)
 
     async def _run_transaction(
         self,
@@ -603,11 +647,12 @@ class AnomalyConsumer:
             # Revoked meanwhile: its state is dropped and its new owner starts
             # from the committed offset.
             return
-        self.changelog.drop_partition(tp.partition, self.scorer)
-        committed = await self._consumer.committed(tp)
-        await self.changelog.restore(
-            [tp.partition], self.scorer, {tp.partition: committed}
-        )
+        async with self._state_lock:
+            self.changelog.drop_partition(tp.partition, self.scorer)
+            committed = await self._consumer.committed(tp)
+            await self.changelog.restore(
+                [tp.partition], self.scorer, {tp.partition: committed}
+            )
         if committed is None:
             # Nothing committed yet: the partition starts where a new group
             # starts (auto_offset_reset="earliest"). seek_to_committed would
@@ -616,15 +661,35 @@ class AnomalyConsumer:
         else:
             self._consumer.seek(tp, committed)
 
-    async def _score(self, points: list[Point]) -> BatchResult:
-        if not points:
-            return BatchResult()
+    async def _score(
+        self, points: list[Point], batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> BatchResult | None:
+        """Score a batch's points, or return None if one of its partitions was revoked.
+
+        A revoked partition's state is gone, so the whole batch is left: the
+        partitions still assigned are rewound to the batch's first records, and
+        the new owners read the others from their committed offsets.
+        """
+        assert self._consumer is not None
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        # Scoring runs in a worker thread so that heartbeats and fetches go on.
-        result = await loop.run_in_executor(
-            self._executor, self.scorer.process, points, time.monotonic()
-        )
+        async with self._state_lock:
+            revoked = [tp for tp in batch if tp not in self._assigned]
+            if revoked:
+                logger.info(
+                    "%s revoked while the batch waited: the batch is read again",
+                    _describe(set(revoked)),
+                )
+                for tp, records in batch.items():
+                    if tp in self._assigned:
+                        self._consumer.seek(tp, records[0].offset)
+                return None
+            if not points:
+                return BatchResult()
+            # Scoring runs in a worker thread so that heartbeats and fetches go on.
+            result = await loop.run_in_executor(
+                self._executor, self.scorer.process, points, time.monotonic()
+            )
         self.metrics.inference_seconds.observe(time.perf_counter() - started)
         self.metrics.windows_scored.inc(result.windows_scored)
         self.metrics.points_scored.inc(len(result.scored))
@@ -766,6 +831,8 @@ class AnomalyConsumer:
         """Set the lag gauge of each partition of a batch from its high watermark."""
         assert self._consumer is not None
         highwaters: dict[TopicPartition, int | None] = {}
+        # A rebalance during the batch may have revoked some of its partitions.
+        offsets = {tp: o for tp, o in offsets.items() if tp in self._assigned}
         for tp in offsets:
             highwater = self._consumer.highwater(tp)
             if highwater is None and self._exactly_once:
@@ -862,9 +929,10 @@ class AnomalyConsumer:
 
     async def stop(self) -> None:
         """Close the consumer, the producers and the metrics server."""
-        for producer in self._transactional.values():
-            await producer.stop()
+        producers = list(self._transactional.values())
         self._transactional.clear()
+        for producer in producers:
+            await producer.stop()
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -878,10 +946,27 @@ class AnomalyConsumer:
         logger.info("consumer stopped")
 
 
+def _quiet_fenced_futures(
+    loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+) -> None:
+    """Log aiokafka's unretrieved ProducerFenced futures at DEBUG level.
+
+    After a new owner of a partition fences this instance's producer, aiokafka
+    0.14's sender leaves futures that hold ProducerFenced, and asyncio would
+    log each with a traceback when it is collected. The consumer has already
+    handled the fencing, so the tracebacks would only look like a crash.
+    """
+    if isinstance(context.get("exception"), ProducerFenced):
+        logger.debug("fenced producer: %s", context.get("message"))
+        return
+    loop.default_exception_handler(context)
+
+
 async def serve(settings: Settings, model: WindowModel) -> None:
     """Run the consumer until SIGTERM or SIGINT."""
     consumer = AnomalyConsumer(settings, model)
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_fenced_futures)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, consumer.request_stop)
     loop.add_signal_handler(signal.SIGHUP, consumer.request_model_reload)

@@ -161,6 +161,15 @@ async def make_topics(factory) -> dict[str, str]:
     }
 
 
+async def produce_slowly(
+    bootstrap: str, topic: str, messages, chunk: int, pause_s: float
+) -> None:
+    """Produce ``messages`` in chunks with pauses, as a live stream arrives."""
+    for start in range(0, len(messages), chunk):
+        await produce(bootstrap, topic, messages[start : start + chunk])
+        await asyncio.sleep(pause_s)
+
+
 async def run_to_end(
     env: dict[str, str], bootstrap: str, topics, expected: int, log: Path
 ) -> None:
@@ -181,7 +190,6 @@ async def test_kill_nine_gives_same_output(
     reference_topics = await make_topics(kafka_topic_factory)
     crash_topics = await make_topics(kafka_topic_factory)
     await produce(kafka_bootstrap, reference_topics["input"], messages)
-    await produce(kafka_bootstrap, crash_topics["input"], messages)
 
     reference_env = consumer_env(
         kafka_bootstrap,
@@ -205,18 +213,29 @@ async def test_kill_nine_gives_same_output(
         model_path,
         free_port(),
     )
+    # The points arrive over about 40 s while the consumer is killed, so
+    # each kill lands in the middle of the stream.
+    producing = asyncio.create_task(
+        produce_slowly(
+            kafka_bootstrap, crash_topics["input"], messages, chunk=300, pause_s=0.8
+        )
+    )
+    group = crash_env["ANOMALYBERT_GROUP_ID"]
     rng = random.Random(5)
-    kills = 0
+    committed_at_kill = []
     for _ in range(3):
         process = start_consumer(crash_env, tmp_path / "crash.log")
         deadline = time.monotonic() + 60
         while scrape_ready(crash_env) != 200 and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        await asyncio.sleep(rng.uniform(0.5, 3.0))
+        await asyncio.sleep(rng.uniform(2.0, 5.0))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
-            kills += 1
+            committed_at_kill.append(
+                await committed_total(kafka_bootstrap, group, crash_topics["input"])
+            )
+    await producing
     await run_to_end(
         crash_env, kafka_bootstrap, crash_topics, len(messages), tmp_path / "crash.log"
     )
@@ -224,7 +243,11 @@ async def test_kill_nine_gives_same_output(
     reference = await read_committed_output(kafka_bootstrap, reference_topics["output"])
     crashed = await read_committed_output(kafka_bootstrap, crash_topics["output"])
     log_text = (tmp_path / "crash.log").read_text()
-    assert kills == 3
+    assert len(committed_at_kill) == 3
+    # Every kill came before the end of the stream, and the consumer made
+    # progress between the kills.
+    assert max(committed_at_kill) < len(messages)
+    assert committed_at_kill[-1] > 0
     assert "restored" in log_text
     assert sum(len(v) for v in reference.values()) > 20
     assert sorted(crashed) == sorted(reference)
@@ -246,7 +269,6 @@ async def test_second_consumer_joins_and_leaves(
     reference_topics = await make_topics(kafka_topic_factory)
     shared_topics = await make_topics(kafka_topic_factory)
     await produce(kafka_bootstrap, reference_topics["input"], messages)
-    await produce(kafka_bootstrap, shared_topics["input"], messages)
 
     reference_env = consumer_env(
         kafka_bootstrap,
@@ -270,19 +292,32 @@ async def test_second_consumer_joins_and_leaves(
     second_env = consumer_env(
         kafka_bootstrap, shared_topics, group, model_path, free_port()
     )
+    # The points arrive over about 25 s, so the second consumer joins and
+    # leaves while the stream goes on.
+    producing = asyncio.create_task(
+        produce_slowly(
+            kafka_bootstrap, shared_topics["input"], messages, chunk=300, pause_s=0.8
+        )
+    )
     first = start_consumer(first_env, tmp_path / "first.log")
     try:
         await asyncio.sleep(3)
         second = start_consumer(second_env, tmp_path / "second.log")
-        await asyncio.sleep(4)
+        await asyncio.sleep(8)
+        committed_at_leave = await committed_total(
+            kafka_bootstrap, group, shared_topics["input"]
+        )
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0
+        await producing
         await wait_committed(
             kafka_bootstrap, group, shared_topics["input"], len(messages), 240
         )
     finally:
+        producing.cancel()
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=60)
+    assert 0 < committed_at_leave < len(messages)
 
     reference = await read_committed_output(kafka_bootstrap, reference_topics["output"])
     shared = await read_committed_output(kafka_bootstrap, shared_topics["output"])
@@ -290,6 +325,86 @@ async def test_second_consumer_joins_and_leaves(
     assert sorted(shared) == sorted(reference)
     for series in reference:
         assert shared[series] == reference[series], series
+
+
+async def test_paused_consumer_is_fenced(
+    kafka_bootstrap, kafka_topic_factory, model_path, tmp_path
+):
+    """A consumer paused past its session (a zombie) is fenced: output stays exactly once."""
+    messages = workload(n_series=45, points_per_series=200, seed=13)
+    reference_topics = await make_topics(kafka_topic_factory)
+    zombie_topics = await make_topics(kafka_topic_factory)
+    await produce(kafka_bootstrap, reference_topics["input"], messages)
+    reference_env = consumer_env(
+        kafka_bootstrap,
+        reference_topics,
+        "ref-" + reference_topics["input"],
+        model_path,
+        free_port(),
+    )
+    await run_to_end(
+        reference_env,
+        kafka_bootstrap,
+        reference_topics,
+        len(messages),
+        tmp_path / "reference.log",
+    )
+
+    group = "zombie-" + zombie_topics["input"]
+    producing = asyncio.create_task(
+        produce_slowly(
+            kafka_bootstrap, zombie_topics["input"], messages, chunk=300, pause_s=0.8
+        )
+    )
+    first_env = consumer_env(
+        kafka_bootstrap, zombie_topics, group, model_path, free_port()
+    )
+    second_env = consumer_env(
+        kafka_bootstrap, zombie_topics, group, model_path, free_port()
+    )
+    first = start_consumer(first_env, tmp_path / "first.log")
+    second = None
+    try:
+        deadline = time.monotonic() + 60
+        while scrape_ready(first_env) != 200 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)
+        # SIGSTOP freezes the first consumer mid-stream, with its heartbeats,
+        # so the group drops it and gives its partitions to the second.
+        first.send_signal(signal.SIGSTOP)
+        committed_at_pause = await committed_total(
+            kafka_bootstrap, group, zombie_topics["input"]
+        )
+        second = start_consumer(second_env, tmp_path / "second.log")
+        await wait_committed(
+            kafka_bootstrap,
+            group,
+            zombie_topics["input"],
+            committed_at_pause + 1000,
+            120,
+        )
+        # The zombie wakes up with a batch in hand and stale producers.
+        first.send_signal(signal.SIGCONT)
+        await producing
+        await wait_committed(
+            kafka_bootstrap, group, zombie_topics["input"], len(messages), 240
+        )
+    finally:
+        producing.cancel()
+        first.send_signal(signal.SIGCONT)
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+    assert 0 < committed_at_pause < len(messages)
+
+    reference = await read_committed_output(kafka_bootstrap, reference_topics["output"])
+    zombie = await read_committed_output(kafka_bootstrap, zombie_topics["output"])
+    assert "partitions assigned" in (tmp_path / "second.log").read_text()
+    assert "Traceback" not in (tmp_path / "first.log").read_text()
+    assert sorted(zombie) == sorted(reference)
+    for series in reference:
+        assert zombie[series] == reference[series], series
 
 
 async def test_broker_restart_keeps_exactly_once(
