@@ -244,7 +244,10 @@ def _run_detect(args: argparse.Namespace) -> int:
 
         check_plot_path(args.plot)
     model = load_model(args.model)
-    detection, lines = detect_file(model, args.input)
+    # The plot needs the whole series; the tables need only the top N.
+    detection, lines = detect_file(
+        model, args.input, top_n=args.top_n, keep_points=args.plot is not None
+    )
     for rejection in detection.rejected[:20]:
         print(
             f"warning: line {lines[rejection.input_index]}: skipped: {rejection.message}",
@@ -261,7 +264,7 @@ def _run_detect(args: argparse.Namespace) -> int:
             "input": str(args.input),
             "model_version": detection.model_version,
             "threshold": detection.threshold,
-            "points_scored": len(detection.points),
+            "points_scored": detection.points_scored,
             "points_rejected": len(detection.rejected),
             "anomalies": [
                 {
@@ -284,7 +287,7 @@ def _run_detect(args: argparse.Namespace) -> int:
             )
     else:
         print(
-            f"{args.input}: {len(detection.points)} points scored, threshold {detection.threshold:.3f}"
+            f"{args.input}: {detection.points_scored} points scored, threshold {detection.threshold:.3f}"
         )
         print(
             f"{'rank':>4}  {'timestamp':<20}  {'value':>17}  {'score':>7}  {'window':>7}"

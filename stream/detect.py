@@ -42,6 +42,10 @@ class Detection:
     points: list[ScoredPoint]
     rejected: list[Rejection] = field(default_factory=list)
 
+    @property
+    def points_scored(self) -> int:
+        return len(self.points)
+
     def top(self, n: int) -> list[ScoredPoint]:
         """Return the ``n`` points with the highest scores (ties: higher window score, then earlier)."""
         ranked = sorted(self.points, key=rank_key)
@@ -305,9 +309,8 @@ def detect_file(
     stays about constant however long the file is, and ``top_n`` sets how many
     points :meth:`FileDetection.top` can rank.
 
-    NOTE: ``anomalybert detect`` passes neither option, so it keeps every point
-    even without ``--plot``. ``stream.plot.plot_detection`` sorts the points,
-    which builds all of them as objects again while it draws.
+    NOTE: ``stream.plot.plot_detection`` sorts the kept points, which builds
+    all of them as objects again while it draws.
     """
     if top_n is not None and top_n < 0:
         raise ValueError(f"invalid top_n {top_n}: must be 0 or more")

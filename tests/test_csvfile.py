@@ -125,11 +125,12 @@ NAB_FILES = [
 ]
 
 
-def detect_file_in_memory(model, path):
+def detect_file_in_memory(model, path, **_options):
     """Score a CSV file keeping every scored point and line number in lists.
 
     This was the implementation of ``stream.detect.detect_file`` before it
-    streamed the file, and it is the reference for the printed output.
+    streamed the file, and it is the reference for the printed output. It
+    ignores the options that bound what the streaming version keeps.
     """
     path = Path(path)
     lines = []
@@ -277,3 +278,22 @@ def test_detect_file_memory_per_row(tmp_path, model):
             detect_file, model, small, **options
         )
         assert growth / extra_rows < max_bytes_per_row, options
+
+
+@pytest.mark.parametrize("plot", [False, True])
+def test_cli_keeps_points_only_for_plot(tmp_path, capsys, monkeypatch, plot):
+    if plot:
+        pytest.importorskip("matplotlib")
+    options = {}
+    real_detect_file = stream.detect.detect_file
+
+    def spy(model, path, **kwargs):
+        options.update(kwargs)
+        return real_detect_file(model, path, **kwargs)
+
+    monkeypatch.setattr(stream.detect, "detect_file", spy)
+    args = ["--input", str(NAB_FILES[1]), "--top-n", "7"]
+    if plot:
+        args += ["--plot", str(tmp_path / "plot.png")]
+    assert run_detect(capsys, *args)[0] == 0
+    assert options == {"top_n": 7, "keep_points": plot}
