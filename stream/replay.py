@@ -31,8 +31,11 @@ async def replay_file(
 
     The value keeps the file's own timestamp text. With ``rate`` the points are
     spaced to that many per second; otherwise they go as fast as the broker
-    acknowledges them.
+    acknowledges them. Every row is checked before the first point is sent, so
+    a bad row leaves the topic untouched.
     """
+    for _row in read_points(path):
+        pass
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         acks="all",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -284,3 +285,20 @@ def test_plot_upper_case_suffix_written(tmp_path, model_path, capsys):
     assert code == 0
     assert plot.read_bytes()[:8] == PNG_SIGNATURE
     assert f"wrote {plot}" in capsys.readouterr().err
+
+
+def test_replay_checks_file_before_connecting(tmp_path, capsys):
+    # Nothing listens on the bootstrap address: the bad row must be found
+    # before the replay tries to connect or send a point.
+    path = tmp_path / "bad.csv"
+    path.write_text("timestamp,value\n1,1.0\n2,2.0\n3,oops\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    status = main(
+        ["replay", "--input", str(path), "--bootstrap-servers", f"127.0.0.1:{port}"]
+    )
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "line 4" in error
+    assert "cannot connect" not in error
