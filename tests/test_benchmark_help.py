@@ -17,6 +17,7 @@ COMMANDS = (
     "benchmarks.nab.finetune_loco",
     "benchmarks.nab.variants",
     "benchmarks.kafka_e2e",
+    "benchmarks.crash_recovery",
     "benchmarks.memory",
     "benchmarks.throughput",
 )
