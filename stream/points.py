@@ -62,7 +62,7 @@ def parse_timestamp(raw: object) -> float:
     if isinstance(raw, str):
         text = raw.strip()
         try:
-            return _check_epoch(float(text), raw)
+            return _check_epoch(_parse_decimal(text), raw)
         except ValueError:
             pass
         try:
@@ -83,6 +83,17 @@ def parse_timestamp(raw: object) -> float:
         f"invalid timestamp {_shorten(raw)}: expected an ISO-8601 string or "
         f"epoch seconds, not {type(raw).__name__}",
     )
+
+
+def _parse_decimal(text: str) -> float:
+    """Parse a decimal number as ``float`` does, without Python's digit underscores.
+
+    ``float("1_000")`` is 1000.0, but no CSV or JSON producer writes numbers so,
+    and such a string is more likely a malformed field.
+    """
+    if "_" in text:
+        raise ValueError(f"underscore in number {text!r}")
+    return float(text)
 
 
 def _check_epoch(seconds: float, raw: object) -> float:
@@ -109,7 +120,7 @@ def parse_value(raw: object) -> float:
             f"not {type(raw).__name__}",
         )
     try:
-        value = float(raw)
+        value = _parse_decimal(raw) if isinstance(raw, str) else float(raw)
     except (ValueError, OverflowError):
         raise InvalidPointError(
             REASON_INVALID_VALUE,
