@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,14 @@ def test_train_checks_output_dir_first(tmp_path, capsys, monkeypatch, target):
     assert err.startswith("python -m training.train: error: ")
     assert "exists and is not a directory; choose another --output-dir" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_training_logs_ap_per_scenario(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="training")
+    train(TINY, tmp_path, progress=False)
+    lines = [
+        r.getMessage() for r in caplog.records if "AP per scenario" in r.getMessage()
+    ]
+    assert len(lines) == TINY.epochs
+    for scenario in SCENARIOS:
+        assert f"{scenario} " in lines[-1]

@@ -279,6 +279,15 @@ def fit(
             metrics["average_precision"],
             metrics["mean_scenario_average_precision"],
         )
+        logger.info(
+            "epoch %d/%d: AP per scenario: %s",
+            epoch,
+            config.epochs,
+            ", ".join(
+                f"{name} {values['average_precision']:.3f}"
+                for name, values in metrics["per_scenario"].items()
+            ),
+        )
         # A NaN score (no positives in the check set) never wins, so the first
         # epoch is kept as a fallback.
         score = metrics["mean_scenario_average_precision"]
