@@ -492,3 +492,53 @@ async def test_model_reload_between_batches(
     records = await read_all(kafka_bootstrap, topics["output"], expected=1)
     assert records, "the new model's threshold published nothing"
     assert all(json.loads(r.value)["model_version"] == new_version for r in records)
+
+
+@pytest.mark.parametrize(
+    ("check_seconds", "trigger"),
+    [("0", "SIGHUP"), ("1", "file change")],
+    ids=["sighup", "file change"],
+)
+async def test_process_reloads_model(
+    kafka_bootstrap, kafka_topic_factory, tmp_path, check_seconds, trigger
+):
+    """The consumer process swaps in a changed model on SIGHUP or by polling the files."""
+    model_dir = tmp_path / "live"
+    path = write_model(model_dir, position_scores=np.full(16, 0.1), threshold=0.9)
+    old_version = load_model(path).metadata.model_version
+    topics = await make_topics(kafka_topic_factory)
+    settings = settings_for(kafka_bootstrap, topics, path)
+    port = free_port()
+    env = consumer_env(settings, port)
+    env["ANOMALYBERT_MODEL_CHECK_SECONDS"] = check_seconds
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream.consumer"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def served_text() -> str:
+        try:
+            return scrape(port)[1]
+        except OSError:
+            return ""
+
+    try:
+        await wait_for(lambda: f'version="{old_version}"' in served_text(), 60)
+        write_model(model_dir, position_scores=np.full(16, 0.3), threshold=0.25)
+        new_version = load_model(path).metadata.model_version
+        if trigger == "SIGHUP":
+            # Without polling nothing changes until the signal.
+            await asyncio.sleep(2)
+            assert f'version="{old_version}"' in served_text()
+            process.send_signal(signal.SIGHUP)
+        await wait_for(lambda: f'version="{new_version}"' in served_text(), 60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+    assert new_version != old_version
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
