@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import stream.detect
 from stream.cli import main
@@ -297,3 +299,54 @@ def test_cli_keeps_points_only_for_plot(tmp_path, capsys, monkeypatch, plot):
         args += ["--plot", str(tmp_path / "plot.png")]
     assert run_detect(capsys, *args)[0] == 0
     assert options == {"top_n": 7, "keep_points": plot}
+
+
+# Pieces of CSV files: good rows, odd spellings, and bytes that break parsing.
+CSV_PIECES = [
+    "timestamp,value\n",
+    "timestamp,value\r\n",
+    "\ufefftimestamp,value\n",
+    "time,val\n",
+    "1397114100,12.5\n",
+    "2014-04-10 07:15:00,1.0\r\n",
+    '"2014-04-10 07:20:00","3.5"\n',
+    "\n",
+    "   \n",
+    "1397114400,nan\n",
+    "1397114700,1_000\n",
+    "1397114100,2.0\n",
+    "1397115000,1e400\n",
+    "x,y,z\n",
+    '"unterminated\n',
+    "1397115300;4.0\n",
+    "\x00\n",
+    "1397115600,-7\n",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(CSV_PIECES), max_size=30),
+    tail=st.binary(max_size=40),
+)
+@example(
+    pieces=["\ufefftimestamp,value\n", "1397114100,12.5\n", "\n", "1397114100,2.0\n"],
+    tail=b"",
+)
+def test_any_file_scores_or_names_the_problem(tmp_path_factory, pieces, tail):
+    # Any file either scores or raises InputFileError with its name; the rows
+    # the scorer rejects are counted, never raised.
+    path = tmp_path_factory.mktemp("csv") / "input.csv"
+    path.write_bytes("".join(pieces).encode("utf-8") + tail)
+    model = load_model(default_model_path())
+    try:
+        detection, _lines = detect_file(model, path, top_n=3, keep_points=False)
+    except InputFileError as error:
+        assert str(path) in str(error)
+        return
+    assert len(detection.top(3)) == min(3, detection.points_scored)
+    if not tail:
+        # Every data row was valid: it was scored or rejected as a repeat.
+        text = "".join(pieces).replace("\ufeff", "")
+        rows = [line for line in text.splitlines() if line.strip()]
+        assert detection.points_scored + len(detection.rejected) == len(rows) - 1
