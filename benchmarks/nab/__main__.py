@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "--doc",
         type=Path,
         default=REPO / "docs" / "benchmarks.md",
-        help="markdown file whose NAB section is rewritten ('-' for none)",
+        help="Markdown file whose NAB section is rewritten ('-' for none; "
+        "default: docs/benchmarks.md)",
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="processes scoring files in parallel"
