@@ -44,7 +44,12 @@ from stream.decode import MAX_SERIES_CHARS, REASON_INVALID_SERIES
 from stream.detect import detect_points, scorer_for
 from stream.errors import InvalidPointError
 from stream.model import WindowModel, load_model
-from stream.points import REASON_INVALID_VALUE, Point, parse_timestamp
+from stream.points import (
+    REASON_INVALID_VALUE,
+    Point,
+    _parse_decimal,
+    parse_timestamp,
+)
 from stream.state import Rejection, ScoredPoint, StreamScorer
 
 __all__ = ["Detector", "SeriesResult", "SeriesStream"]
@@ -94,7 +99,7 @@ def to_value(value: object) -> float:
             f"not {type(value).__name__}",
         )
     try:
-        return float(value)
+        return _parse_decimal(value) if isinstance(value, str) else float(value)
     except (ValueError, OverflowError):
         raise InvalidPointError(
             REASON_INVALID_VALUE,
@@ -114,6 +119,14 @@ def check_series(series: object) -> str:
             f"invalid series {series!r:.80}: expected a non-empty string such as "
             "'pump-7'",
         )
+    try:
+        series.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPointError(
+            REASON_INVALID_SERIES,
+            f"invalid series {series!r:.80}: not encodable as UTF-8, as message "
+            "keys must be",
+        ) from None
     if len(series) > MAX_SERIES_CHARS:
         raise InvalidPointError(
             REASON_INVALID_SERIES,
@@ -196,6 +209,11 @@ class Detector:
         self.model = model
         self._overrides: dict[str, object] = {}
         if threshold is not None:
+            if isinstance(threshold, bool) or not 0.0 <= threshold <= 1.0:
+                raise ValueError(
+                    f"invalid threshold {threshold!r}: alert scores lie in [0, 1], "
+                    "so pass a number from 0 to 1"
+                )
             self._overrides["threshold"] = threshold
         if lag_points is not None:
             self._overrides["lag_points"] = lag_points

@@ -86,13 +86,14 @@ def parse_timestamp(raw: object) -> float:
 
 
 def _parse_decimal(text: str) -> float:
-    """Parse a decimal number as ``float`` does, without Python's digit underscores.
+    """Parse an ASCII decimal number as ``float`` does.
 
-    ``float("1_000")`` is 1000.0, but no CSV or JSON producer writes numbers so,
-    and such a string is more likely a malformed field.
+    ``float`` also reads digit underscores (``"1_000"``) and non-ASCII digits
+    (``"١٢"`` is 12.0), which no CSV or JSON producer writes for numbers, so
+    such a string is more likely a malformed field and is rejected.
     """
-    if "_" in text:
-        raise ValueError(f"underscore in number {text!r}")
+    if "_" in text or not text.isascii():
+        raise ValueError(f"not an ASCII decimal number: {text!r}")
     return float(text)
 
 

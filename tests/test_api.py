@@ -284,3 +284,22 @@ def test_detect_accepts_float32_values(detector):
     narrow = np.asarray(values, dtype=np.float32)
     expected = detector.detect(timestamps, [float(v) for v in narrow]).points
     assert detector.detect(timestamps, narrow).points == expected
+
+
+@pytest.mark.parametrize("value", ["1_000", "١٢", "１"])
+def test_stream_rejects_non_ascii_and_underscored_numbers(value):
+    live = Detector.load().stream()
+    with pytest.raises(InvalidPointError, match="invalid value"):
+        live.update("s", 1.0, value)
+
+
+def test_stream_rejects_unencodable_series():
+    live = Detector.load().stream()
+    with pytest.raises(InvalidPointError, match="UTF-8"):
+        live.update("\ud800", 1.0, 1.0)
+
+
+@pytest.mark.parametrize("threshold", [2.0, -0.1, float("nan"), True])
+def test_load_rejects_threshold_outside_unit_interval(threshold):
+    with pytest.raises(ValueError, match="invalid threshold"):
+        Detector.load(threshold=threshold)
