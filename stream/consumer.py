@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -1014,6 +1015,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(describe_settings_error(error) for error in exc.errors())
+        # The password may also stand in another variable, for example when
+        # two values were swapped, so it is masked wherever it appears.
+        password = next(
+            (
+                v
+                for k, v in os.environ.items()
+                if k.upper() == "ANOMALYBERT_SASL_PASSWORD"
+            ),
+            "",
+        )
+        if password:
+            problems = problems.replace(password, MASK)
         print(f"error: invalid settings: {problems}", file=sys.stderr)
         return 2
     logging.basicConfig(
@@ -1021,6 +1034,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     redact_in_handlers()
+    if settings.sasl_password is not None:
+        # Mask it before the first log line, such as a model path containing it.
+        redact_secret(settings.sasl_password.get_secret_value())
     try:
         model = load_model(settings.model_path, sessions=settings.inference_sessions)
     except ModelError as exc:

@@ -415,14 +415,16 @@ async def test_stop_during_retries_leaves_batch(
         {"ANOMALYBERT_SECURITY_PROTOCOL": "SASL_SSL"},
         {"ANOMALYBERT_SSL_CERTFILE": __file__},
         {"ANOMALYBERT_METRICS_PORT": "not a port"},
+        {"ANOMALYBERT_SASL_MECHANISM": "PASSWORD"},
+        {"ANOMALYBERT_LOG_LEVEL": "PASSWORD"},
     ],
-    ids=["no user name", "certificate without key", "bad port"],
+    ids=["no user name", "certificate without key", "bad port", "swapped", "swapped 2"],
 )
 def test_invalid_settings_hide_password(monkeypatch, capsys, env):
     password = "pw-" + os.urandom(6).hex()
     monkeypatch.setenv("ANOMALYBERT_SASL_PASSWORD", password)
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, value.replace("PASSWORD", password))
     assert stream.consumer.main([]) == 2
     error = capsys.readouterr().err
     assert "invalid settings" in error
