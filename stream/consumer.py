@@ -59,6 +59,9 @@ PRODUCER_STOP_TIMEOUT_SECONDS = 10.0
 # the whole record is, and a size header gives the original length.
 DLQ_MAX_KEY_BYTES = 16 * 1024
 DLQ_MAX_VALUE_BYTES = 512 * 1024
+# After a dead-letter topic rejected a record as too large, its records go
+# with at most this much key and no value.
+DLQ_SMALL_KEY_BYTES = 1024
 
 
 class TransactionTimeout(Exception):
@@ -155,6 +158,8 @@ class AnomalyConsumer:
         self._has_assignment = False
         self._stopping = asyncio.Event()
         self._evictions_counted = 0
+        self._dlq_key_limit = DLQ_MAX_KEY_BYTES
+        self._dlq_value_limit = DLQ_MAX_VALUE_BYTES
         # Scoring runs in a worker thread, and a rebalance can drop or restore
         # state meanwhile, so both hold this lock.
         self._state_lock = asyncio.Lock()
@@ -559,6 +564,21 @@ class AnomalyConsumer:
                     exc,
                 )
                 return
+            if isinstance(exc, MessageSizeTooLargeError | RecordTooLargeError):
+                if self._dlq_value_limit == 0 or not any(
+                    m[0] == self.settings.dlq_topic for m in messages
+                ):
+                    raise AnomalyBertError(
+                        f"a record of {tp.topic}[{tp.partition}]'s transaction is too "
+                        f"large to produce ({exc}); raise the max.message.bytes of "
+                        "the output, dead-letter and changelog topics"
+                    ) from exc
+                # The batch is read again, and its dead letters go small. The
+                # failed send broke the producer's sequence numbers, so it is
+                # replaced as after a timeout.
+                self._lower_dlq_limits(exc)
+                await self._abort_transaction(tp, offset, exc, task, replace=True)
+                return
             if not isinstance(exc, ProducerFenced):
                 await self._abort_transaction(tp, offset, exc, task)
                 return
@@ -576,10 +596,20 @@ class AnomalyConsumer:
         )
 
     async def _abort_transaction(
-        self, tp: TopicPartition, offset: int, exc: Exception, task: asyncio.Task
+        self,
+        tp: TopicPartition,
+        offset: int,
+        exc: Exception,
+        task: asyncio.Task,
+        replace: bool = False,
     ) -> None:
-        """Give up a partition's failed transaction and reprocess from its commit."""
+        """Give up a partition's failed transaction and reprocess from its commit.
+
+        After a timeout, or with ``replace``, the partition's producer is
+        replaced, which fences the old one and aborts its transaction.
+        """
         timed_out = isinstance(exc, TransactionTimeout)
+        replace = replace or timed_out
         logger.error(
             "transaction for %s[%d] up to offset %d %s (%s); %s and reprocessing "
             "from the committed offset",
@@ -588,9 +618,9 @@ class AnomalyConsumer:
             offset,
             "timed out" if timed_out else "aborted",
             exc,
-            "replacing its producer" if timed_out else "restoring its state",
+            "replacing its producer" if replace else "restoring its state",
         )
-        if timed_out:
+        if replace:
             task.cancel()
             await self._replace_producer(tp)
         await self._rewind(tp)
@@ -726,12 +756,12 @@ class AnomalyConsumer:
                 ("anomalybert.source.offset", str(record.offset).encode()),
             ]
             key, value = record.key, record.value
-            if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+            if key is not None and len(key) > self._dlq_key_limit:
                 headers.append(("anomalybert.key.bytes", str(len(key)).encode()))
-                key = key[:DLQ_MAX_KEY_BYTES]
-            if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
+                key = key[: self._dlq_key_limit]
+            if value is not None and len(value) > self._dlq_value_limit:
                 headers.append(("anomalybert.value.bytes", str(len(value)).encode()))
-                value = value[:DLQ_MAX_VALUE_BYTES]
+                value = value[: self._dlq_value_limit]
             outgoing.setdefault(
                 TopicPartition(record.topic, record.partition), []
             ).append((s.dlq_topic, key, value, headers, None))
@@ -806,27 +836,50 @@ class AnomalyConsumer:
             raise StopRequested
 
     def _shrink(self, message: Message, error: KafkaError) -> Message:
-        """Return a dead-letter record without its value, for a topic whose
-        size limit is below DLQ_MAX_VALUE_BYTES.
+        """Return a dead-letter record cut to the small limits, after a topic
+        rejected it as too large.
 
         Retrying cannot make any other record smaller, so a record of another
-        topic that is too large stops the consumer.
+        topic, or one already at the small limits, stops the consumer.
         """
         topic, key, value, headers, partition = message
-        if topic != self.settings.dlq_topic or not value:
+        if topic != self.settings.dlq_topic:
             raise AnomalyBertError(
                 f"a record for topic {topic} is too large to produce ({error}); "
                 "raise the topic's max.message.bytes"
             )
+        self._lower_dlq_limits(error)
+        headers = list(headers)
+        names = {name for name, _ in headers}
+        if key is not None and len(key) > self._dlq_key_limit:
+            if "anomalybert.key.bytes" not in names:
+                headers.append(("anomalybert.key.bytes", str(len(key)).encode()))
+            key = key[: self._dlq_key_limit]
+        if value:
+            if "anomalybert.value.bytes" not in names:
+                headers.append(("anomalybert.value.bytes", str(len(value)).encode()))
+            value = b""
+        shrunk = (topic, key, value, headers, partition)
+        if shrunk == message:
+            raise AnomalyBertError(
+                f"a dead-letter record without its value is still too large for "
+                f"topic {topic} ({error}); raise the topic's max.message.bytes"
+            )
+        return shrunk
+
+    def _lower_dlq_limits(self, error: KafkaError) -> None:
+        """Send dead-letter records with a short key and no value from now on."""
+        if self._dlq_value_limit == 0:
+            return
+        self._dlq_key_limit = DLQ_SMALL_KEY_BYTES
+        self._dlq_value_limit = 0
         logger.error(
-            "a dead-letter record is too large for topic %s (%s); sending it "
-            "without its value, its source headers name the original record",
-            topic,
+            "dead-letter topic %s rejected a record as too large (%s); its records "
+            "go without values from now on, and their source headers name the "
+            "original records. Raise the topic's max.message.bytes and restart",
+            self.settings.dlq_topic,
             error,
         )
-        if not any(name == "anomalybert.value.bytes" for name, _ in headers):
-            headers = [*headers, ("anomalybert.value.bytes", str(len(value)).encode())]
-        return (topic, key[:1024] if key else key, b"", headers, partition)
 
     async def _update_lag(self, offsets: dict[TopicPartition, int]) -> None:
         """Set the lag gauge of each partition of a batch from its high watermark."""

@@ -136,10 +136,19 @@ async def kafka_topic_factory(kafka_bootstrap: str) -> AsyncIterator[TopicFactor
     await admin.start()
     created: list[str] = []
 
-    async def create_topic(partitions: int = 1, prefix: str = "test") -> str:
+    async def create_topic(
+        partitions: int = 1, prefix: str = "test", configs: dict | None = None
+    ) -> str:
         name = unique_topic_name(prefix)
         response = await admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+            [
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=configs or {},
+                )
+            ]
         )
         # CreateTopics reports per-topic errors in the response instead of
         # raising. Each entry starts with (topic, error_code).

@@ -542,3 +542,47 @@ async def test_process_reloads_model(
     assert new_version != old_version
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+async def test_small_dlq_topic_gets_cut_records(
+    kafka_bootstrap, kafka_topic_factory, model_path, guarantee
+):
+    # The dead-letter topic takes at most 10,000 bytes a record, below the
+    # consumer's own limits for keys and values.
+    topics = {
+        "input": await kafka_topic_factory(prefix="points"),
+        "output": await kafka_topic_factory(prefix="anomalies"),
+        "dlq": await kafka_topic_factory(
+            prefix="dlq", configs={"max.message.bytes": "10000"}
+        ),
+    }
+    settings = settings_for(
+        kafka_bootstrap,
+        topics,
+        model_path,
+        max_payload_bytes=200,
+        processing_guarantee=guarantee,
+    )
+    good = point_messages("s", series_values(30))
+    bad = [(b"k" * 20_000, None), (b"s", b"x" * 50_000)]
+    await produce(kafka_bootstrap, topics["input"], good[:10] + bad + good[10:])
+    total = len(good) + len(bad)
+
+    def caught_up(consumer) -> bool:
+        # The lag is set after a batch is committed; 0 once the last one is.
+        lags = consumer.metrics.consumer_lag._metrics.values()
+        return bool(lags) and all(lag._value.get() == 0 for lag in lags)
+
+    await run_consumer(settings, caught_up)
+    dead = await read_all(kafka_bootstrap, topics["dlq"], expected=len(bad))
+    assert len(dead) == len(bad)
+    tombstone, payload = dead
+    assert len(tombstone.key) <= 1024
+    assert dict(tombstone.headers)["anomalybert.key.bytes"] == b"20000"
+    assert payload.value == b""
+    assert dict(payload.headers)["anomalybert.value.bytes"] == b"50000"
+    assert (
+        await committed_offset(kafka_bootstrap, settings.group_id, topics["input"])
+        == total
+    )
