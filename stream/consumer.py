@@ -53,6 +53,8 @@ EVICTION_INTERVAL_SECONDS = 60.0
 Message = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]], int | None]
 MAX_RETRY_DELAY_SECONDS = 30.0
 PRODUCER_STOP_TIMEOUT_SECONDS = 10.0
+# How long a stop request waits for the outputs of the batch in hand.
+STOP_GRACE_SECONDS = 10.0
 # A dead-letter record must fit the producer's request limit (aiokafka's
 # max_request_size, 1 MiB by default) and a topic's default message size limit
 # (about 1 MiB), so longer keys and values are cut. Its source headers name where
@@ -250,11 +252,16 @@ class AnomalyConsumer:
         while True:
             client = factory()
             try:
-                await client.start()
+                await self._unless_stopping(client.start())
                 return client
+            except StopRequested:
+                await client.stop()
+                raise
             except KafkaConnectionError as exc:
                 await client.stop()
-                permanent = await find_permanent_failure(self.settings)
+                permanent = await self._unless_stopping(
+                    find_permanent_failure(self.settings)
+                )
                 if permanent is not None:
                     raise AnomalyBertError(
                         f"Kafka {name} cannot connect: {permanent}"
@@ -281,6 +288,27 @@ class AnomalyConsumer:
                     delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
                     continue
                 raise StopRequested from exc
+
+    async def _unless_stopping(self, awaitable, grace: float = 0.0):  # type: ignore[no-untyped-def]
+        """Return what ``awaitable`` returns, or raise StopRequested at a stop request.
+
+        Connecting and producing can wait for a broker for tens of seconds, and
+        SIGTERM should not wait with them. After a stop request ``awaitable``
+        still gets ``grace`` seconds to finish.
+        """
+        task = asyncio.ensure_future(awaitable)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not task.done() and grace > 0:
+            await asyncio.wait({task}, timeout=grace)
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise StopRequested
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to finish the batch in hand and return."""
@@ -781,24 +809,12 @@ class AnomalyConsumer:
         assert self._producer is not None
         pending = list(outgoing)
         delay = 0.5
+        # A stop lets the first attempt finish (it usually takes milliseconds),
+        # so that the batch in hand is committed, but not the retries.
+        grace = STOP_GRACE_SECONDS
         while pending:
-            futures = []
-            for topic, key, value, headers, partition in pending:
-                try:
-                    future = await self._producer.send(
-                        topic,
-                        value=value,
-                        key=key,
-                        headers=headers,
-                        partition=partition,
-                    )
-                except KafkaError as exc:
-                    # send() raises before queueing the record when the topic's
-                    # metadata is unavailable or not authorised; retry it below.
-                    future = asyncio.get_running_loop().create_future()
-                    future.set_exception(exc)
-                futures.append(future)
-            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+            outcomes = await self._unless_stopping(self._send_all(pending), grace)
+            grace = 0.0
             failed = [
                 (message, outcome)
                 for message, outcome in zip(pending, outcomes, strict=True)
@@ -834,6 +850,27 @@ class AnomalyConsumer:
                 delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
                 continue
             raise StopRequested
+
+    async def _send_all(self, messages: list[Message]) -> list[object]:
+        """Produce ``messages`` and return each one's metadata or exception."""
+        assert self._producer is not None
+        futures = []
+        for topic, key, value, headers, partition in messages:
+            try:
+                future = await self._producer.send(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    partition=partition,
+                )
+            except KafkaError as exc:
+                # send() raises before queueing the record when the topic's
+                # metadata is unavailable or not authorised; retry it below.
+                future = asyncio.get_running_loop().create_future()
+                future.set_exception(exc)
+            futures.append(future)
+        return await asyncio.gather(*futures, return_exceptions=True)
 
     def _shrink(self, message: Message, error: KafkaError) -> Message:
         """Return a dead-letter record cut to the small limits, after a topic

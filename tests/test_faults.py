@@ -266,8 +266,16 @@ def test_start_gives_up_after_timeout(model_path):
     assert "Traceback" not in output
 
 
-def test_sigterm_during_start_retries_exits(model_path):
+@pytest.mark.parametrize("broker", ["nothing listening", "silent listener"])
+def test_sigterm_during_start_retries_exits(model_path, broker):
     port = unused_port()
+    silent = None
+    if broker == "silent listener":
+        # Accepts connections and never answers, so each attempt to connect
+        # waits for aiokafka's request timeout (40 s).
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", port))
+        silent.listen(50)
     process = subprocess.Popen(
         [sys.executable, "-m", "stream.consumer"],
         cwd=REPO,
@@ -283,16 +291,24 @@ def test_sigterm_during_start_retries_exits(model_path):
     output = ""
     try:
         deadline = time.monotonic() + FAST_EXIT_S
-        # Wait for the first retry, so that the signal arrives while the
-        # consumer waits to connect again.
-        while "retrying in" not in output and time.monotonic() < deadline:
-            output += process.stdout.readline()
+        if silent is None:
+            # Wait for the first retry, so that the signal arrives while the
+            # consumer waits to connect again.
+            while "retrying in" not in output and time.monotonic() < deadline:
+                output += process.stdout.readline()
+        else:
+            # Wait until the consumer is connecting, well inside its timeout.
+            while "serving /metrics" not in output and time.monotonic() < deadline:
+                output += process.stdout.readline()
+            time.sleep(2)
         process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         output += process.communicate(timeout=FAST_EXIT_S)[0]
         stopped_after = time.monotonic() - started
     finally:
         process.kill()
+        if silent is not None:
+            silent.close()
     assert process.returncode == 0, output
     assert stopped_after < 10
     assert "stop requested while connecting to Kafka" in output
