@@ -183,28 +183,29 @@ async def run_to_end(
         process.wait(timeout=60)
 
 
+async def run_reference(
+    bootstrap: str, factory, model: Path, messages, log: Path
+) -> dict[str, str]:
+    """Process ``messages`` without interruption; return the topics it used."""
+    topics = await make_topics(factory)
+    await produce(bootstrap, topics["input"], messages)
+    env = consumer_env(bootstrap, topics, "ref-" + topics["input"], model, free_port())
+    await run_to_end(env, bootstrap, topics, len(messages), log)
+    return topics
+
+
 async def test_kill_nine_gives_same_output(
     kafka_bootstrap, kafka_topic_factory, model_path, tmp_path
 ):
     messages = workload(n_series=60, points_per_series=250)
-    reference_topics = await make_topics(kafka_topic_factory)
-    crash_topics = await make_topics(kafka_topic_factory)
-    await produce(kafka_bootstrap, reference_topics["input"], messages)
-
-    reference_env = consumer_env(
+    reference_topics = await run_reference(
         kafka_bootstrap,
-        reference_topics,
-        "reference-" + reference_topics["input"],
+        kafka_topic_factory,
         model_path,
-        free_port(),
-    )
-    await run_to_end(
-        reference_env,
-        kafka_bootstrap,
-        reference_topics,
-        len(messages),
+        messages,
         tmp_path / "reference.log",
     )
+    crash_topics = await make_topics(kafka_topic_factory)
 
     crash_env = consumer_env(
         kafka_bootstrap,
@@ -266,24 +267,14 @@ async def test_second_consumer_joins_and_leaves(
     kafka_bootstrap, kafka_topic_factory, model_path, tmp_path
 ):
     messages = workload(n_series=45, points_per_series=200, seed=3)
-    reference_topics = await make_topics(kafka_topic_factory)
-    shared_topics = await make_topics(kafka_topic_factory)
-    await produce(kafka_bootstrap, reference_topics["input"], messages)
-
-    reference_env = consumer_env(
+    reference_topics = await run_reference(
         kafka_bootstrap,
-        reference_topics,
-        "ref-" + reference_topics["input"],
+        kafka_topic_factory,
         model_path,
-        free_port(),
-    )
-    await run_to_end(
-        reference_env,
-        kafka_bootstrap,
-        reference_topics,
-        len(messages),
+        messages,
         tmp_path / "reference.log",
     )
+    shared_topics = await make_topics(kafka_topic_factory)
 
     group = "pair-" + shared_topics["input"]
     first_env = consumer_env(
@@ -332,23 +323,14 @@ async def test_paused_consumer_is_fenced(
 ):
     """A consumer paused past its session (a zombie) is fenced: output stays exactly once."""
     messages = workload(n_series=45, points_per_series=200, seed=13)
-    reference_topics = await make_topics(kafka_topic_factory)
-    zombie_topics = await make_topics(kafka_topic_factory)
-    await produce(kafka_bootstrap, reference_topics["input"], messages)
-    reference_env = consumer_env(
+    reference_topics = await run_reference(
         kafka_bootstrap,
-        reference_topics,
-        "ref-" + reference_topics["input"],
+        kafka_topic_factory,
         model_path,
-        free_port(),
-    )
-    await run_to_end(
-        reference_env,
-        kafka_bootstrap,
-        reference_topics,
-        len(messages),
+        messages,
         tmp_path / "reference.log",
     )
+    zombie_topics = await make_topics(kafka_topic_factory)
 
     group = "zombie-" + zombie_topics["input"]
     producing = asyncio.create_task(
@@ -413,20 +395,11 @@ async def test_broker_restart_keeps_exactly_once(
     from private_broker import PrivateBroker
 
     messages = workload(n_series=45, points_per_series=200, seed=9)
-    reference_topics = await make_topics(kafka_topic_factory)
-    await produce(kafka_bootstrap, reference_topics["input"], messages)
-    reference_env = consumer_env(
+    reference_topics = await run_reference(
         kafka_bootstrap,
-        reference_topics,
-        "ref-" + reference_topics["input"],
+        kafka_topic_factory,
         model_path,
-        free_port(),
-    )
-    await run_to_end(
-        reference_env,
-        kafka_bootstrap,
-        reference_topics,
-        len(messages),
+        messages,
         tmp_path / "reference.log",
     )
 
