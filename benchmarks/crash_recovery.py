@@ -26,7 +26,6 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,7 +42,6 @@ from benchmarks.common import (
     python_command,
 )
 from benchmarks.kafka_e2e import (
-    BROKER_EXTRA_CONFIG,
     ConsumerProcess,
     Scenario,
     check_alive,
@@ -51,10 +49,10 @@ from benchmarks.kafka_e2e import (
     create_topics,
     delete_topics,
     preload,
-    start_broker,
     start_consumer,
-    stop_broker,
     stop_consumers,
+    topic_names,
+    with_broker,
 )
 from benchmarks.nab.report import replace_section
 
@@ -164,10 +162,6 @@ async def read_output(bootstrap: str, topic: str) -> dict[str, list[tuple]]:
     finally:
         await consumer.stop()
     return by_series
-
-
-def topic_names(prefix: str) -> dict[str, str]:
-    return {part: f"{prefix}-{part}" for part in ("input", "output", "dlq")}
 
 
 async def run(args: argparse.Namespace, bootstrap: str, log_dir: Path) -> dict:
@@ -312,14 +306,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--min-delay",
         type=float,
         default=3.0,
-        help="shortest time from ready to kill in seconds (default 3)",
+        help="minimum time from ready to kill in seconds (default 3)",
     )
     parser.add_argument(
         "--max-delay",
         type=float,
         default=12.0,
-        help="longest time from ready to kill in seconds (default 12)",
+        help="maximum time from ready to kill in seconds (default 12)",
     )
+
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument(
         "--port",
@@ -333,6 +328,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="also write the section into this Markdown file",
     )
+
     args = parser.parse_args(argv)
     for name in ("series", "points", "kills"):
         if getattr(args, name) < 1:
@@ -352,18 +348,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    with tempfile.TemporaryDirectory(prefix="crash-recovery-") as temporary:
-        temporary_dir = Path(temporary)
-        config_file = temporary_dir / "broker-extra.properties"
-        config_file.write_text(BROKER_EXTRA_CONFIG)
-        print_flush(f"starting the broker on 127.0.0.1:{args.port}")
-        bootstrap, launched = start_broker(args.port, config_file)
-        try:
-            result = asyncio.run(run(args, bootstrap, temporary_dir))
-        finally:
-            if launched:
-                print_flush("stopping the broker")
-                stop_broker(args.port)
+    result = with_broker(
+        args.port,
+        "crash-recovery-",
+        lambda bootstrap, log_dir: run(args, bootstrap, log_dir),
+    )
     section = render(args, result)
     print(section)
     if args.doc is not None:

@@ -42,8 +42,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
@@ -69,6 +71,7 @@ from benchmarks.common import (
 )
 
 DEFAULT_PORT = 29192
+T = TypeVar("T")
 SCRIPT = repository_root() / "deploy" / "kafka" / "local-kafka.sh"
 # local-kafka.sh start logs this on stderr only when it launches a new broker.
 LAUNCH_MESSAGE = "local-kafka: starting Kafka"
@@ -780,20 +783,33 @@ async def run(args: argparse.Namespace, bootstrap: str, log_dir: Path) -> str:
     return render(args, runs, latency)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    with tempfile.TemporaryDirectory(prefix="kafka-e2e-") as temporary:
+def with_broker(port: int, prefix: str, work: Callable[[str, Path], Awaitable[T]]) -> T:
+    """Run ``work(bootstrap, temporary_dir)`` against the local broker on ``port``.
+
+    The broker is started unless one already runs there, and stopped at the end
+    only if this call started it.
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
         temporary_dir = Path(temporary)
         config_file = temporary_dir / "broker-extra.properties"
         config_file.write_text(BROKER_EXTRA_CONFIG)
-        print_flush(f"starting the broker on 127.0.0.1:{args.port}")
-        bootstrap, launched = start_broker(args.port, config_file)
+        print_flush(f"starting the broker on 127.0.0.1:{port}")
+        bootstrap, launched = start_broker(port, config_file)
         try:
-            section = asyncio.run(run(args, bootstrap, temporary_dir))
+            return asyncio.run(work(bootstrap, temporary_dir))
         finally:
             if launched:
                 print_flush("stopping the broker")
-                stop_broker(args.port)
+                stop_broker(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    section = with_broker(
+        args.port,
+        "kafka-e2e-",
+        lambda bootstrap, log_dir: run(args, bootstrap, log_dir),
+    )
     print(section)
     if args.doc is not None:
         write_speed_part(args.doc, "kafka", section)
