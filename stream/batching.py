@@ -1,7 +1,7 @@
 """Routing of a batch's items into rounds and sequences.
 
-A round takes one item of every series in it and is vectorised over series;
-a sequence takes every item of one series and is vectorised over time. Both
+A round takes one item of every series in it and is vectorised over series.
+A sequence takes every item of one series and is vectorised over time. Both
 give the same results, so the choice only minimises an estimated cost.
 """
 

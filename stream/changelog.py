@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 # Importing one series' state took about 20 µs on a 2-vCPU Xeon VM, so a
 # restore yields to the event loop after this many series (about 20 ms).
 # NOTE: a restore of 500,000 series still takes about 10 s, near aiokafka's
-# default session timeout of 10 s, and no setting raises that timeout; whether
+# default session timeout of 10 s, and no setting raises that timeout. Whether
 # aiokafka sends heartbeats while the assignment callback runs was not checked.
 RESTORE_YIELD_SERIES = 1000
 

@@ -271,7 +271,7 @@ def test_sigterm_during_start_retries_exits(model_path, broker):
     port = unused_port()
     silent = None
     if broker == "silent listener":
-        # Accepts connections and never answers, so each attempt to connect
+        # Accepts connections and never responds, so each attempt to connect
         # waits for aiokafka's request timeout (40 s).
         silent = socket.socket()
         silent.bind(("127.0.0.1", port))
