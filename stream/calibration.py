@@ -36,9 +36,12 @@ Two more channels of the "record" method look at a slower view of the series
 block's mean is a point of a coarse series. The model scores the window of the
 last blocks, and the block is compared with the block at the same hour of an
 earlier day (``season_buckets`` buckets per day). Each channel has its own
-record, and the point that completes a block gets the largest of the three
-alert scores. ``coarse_points = 0`` turns both channels off and
-``season_buckets = 0`` the seasonal one.
+record, which decays over ``channel_horizon_points``. A block mean outside the
+range of the earlier block means, widened by ``coarse_range_tolerance`` of its
+width, gives the coarse channel an alert of 1, as the range rule does for
+points. The point that completes a block gets the largest of the three alert
+scores. ``coarse_points = 0`` turns both channels off and ``season_buckets = 0``
+the seasonal one.
 """
 
 from __future__ import annotations
@@ -71,6 +74,20 @@ class CalibrationSpec:
     range_tolerance: float = 0.05
     coarse_points: int = 0
     season_buckets: int = 0
+    # Record horizon of the coarse and seasonal channels, in points; None uses
+    # horizon_points.
+    channel_horizon_points: int | None = None
+    # Range rule of the coarse channel: a block mean outside the range of the
+    # earlier block means, widened by this share of its width, alerts with 1.
+    # None turns the rule off.
+    coarse_range_tolerance: float | None = None
+
+    @property
+    def channel_horizon(self) -> int:
+        """Record horizon of the coarse and seasonal channels, in points."""
+        if self.channel_horizon_points is None:
+            return self.horizon_points
+        return self.channel_horizon_points
 
     @classmethod
     def from_metadata(cls, section: dict[str, Any]) -> CalibrationSpec:
@@ -105,13 +122,22 @@ class CalibrationSpec:
                     f"alert calibration {name}={value!r} is invalid; use a whole "
                     f"number of at least {low}"
                 )
-        for name in ("min_std", "range_tolerance"):
+        value = spec.channel_horizon_points
+        if value is not None and not (_whole(value) and value >= 1):
+            raise ModelError(
+                f"alert calibration channel_horizon_points={value!r} is invalid; "
+                "use a whole number of at least 1, or null for horizon_points"
+            )
+        for name in ("min_std", "range_tolerance", "coarse_range_tolerance"):
             value = getattr(spec, name)
+            if name == "coarse_range_tolerance" and value is None:
+                continue
             number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not (number and value >= 0):
+            if not (number and math.isfinite(value) and value >= 0):
+                off = ", or null for off" if name == "coarse_range_tolerance" else ""
                 raise ModelError(
-                    f"alert calibration {name}={value!r} is invalid; use a number "
-                    "of at least 0"
+                    f"alert calibration {name}={value!r} is invalid; use a finite "
+                    f"number of at least 0{off}"
                 )
         return spec
 

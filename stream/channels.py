@@ -13,13 +13,17 @@ block arrives:
   with its own scale over the normaliser's horizon in blocks, and scored
   by the model. Its signal is the newest position's score times its normalised
   deviation, as in the point channel.
+  With ``coarse_range_tolerance`` set, a block mean outside the range of the
+  earlier block means, widened by that share of the range's width, gives the
+  channel an alert of 1: the range rule of the point channel, on the coarse
+  series.
 * Seasonal channel. The block's end time falls into one of ``season_buckets``
   equal parts of the UTC day. Its residual is the distance between the block
   mean and the last block mean of the same bucket (the same hour of an earlier
   day, usually the day before), divided by the running mean residual over the
   same horizon.
 
-Each signal gets its own record, decaying over ``horizon_points //
+Each signal gets its own record, decaying over ``channel_horizon_points //
 coarse_points`` blocks, and its alert is ``x / (x + record)``. The point that
 completes a block takes the largest of its point alert and the two channel
 alerts. Both channels stay silent during the point warm-up and during their
@@ -30,7 +34,8 @@ on an empty record.
 Per series the channels keep the block sum and the newest block mean as
 float64. The last ``window_size`` block means and one mean per bucket are
 float32 offsets from the newest mean, and seven smaller scalars follow: 204
-bytes with a 16-point window and 24 buckets.
+bytes with a 16-point window and 24 buckets. The range rule adds the lowest and
+highest block mean as float64, 16 bytes.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ SEQUENCE_BLOCK_COST = 33.0
 # coarse scale, coarse record, seasonal scale, seasonal residual count,
 # seasonal record
 _HEAD = struct.Struct("<qqddqqdddqd")
+# Lowest and highest block mean, present when the range rule is on.
+_RANGE = struct.Struct("<dd")
 _INT32_MAX = 2**31 - 1
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -75,11 +82,17 @@ class ChannelTable:
     """Per-slot state of the coarse and seasonal channels."""
 
     def __init__(
-        self, window_size: int, coarse_points: int, buckets: int, capacity: int
+        self,
+        window_size: int,
+        coarse_points: int,
+        buckets: int,
+        capacity: int,
+        coarse_range: bool = False,
     ) -> None:
         self.window_size = window_size
         self.coarse_points = coarse_points
         self.buckets = buckets
+        self.coarse_range = coarse_range
         self._allocate(capacity)
 
     def _allocate(self, capacity: int) -> None:
@@ -98,10 +111,13 @@ class ChannelTable:
         self.season_scale = np.zeros(capacity, dtype=np.float32)
         self.season_count = np.zeros(capacity, dtype=np.int32)
         self.season_record = np.zeros(capacity, dtype=np.float32)
+        # Lowest and highest block mean, for the range rule.
+        self.low = np.zeros(capacity)
+        self.high = np.zeros(capacity)
 
     _ARRAYS = (
         "block_sum base block_points blocks means scale record season "
-        "season_scale season_count season_record"
+        "season_scale season_count season_record low high"
     ).split()
 
     def grow(self, capacity: int) -> None:
@@ -118,7 +134,8 @@ class ChannelTable:
 
     @property
     def state_size(self) -> int:
-        return _HEAD.size + 4 * (self.window_size + self.buckets)
+        size = _HEAD.size + 4 * (self.window_size + self.buckets)
+        return size + (_RANGE.size if self.coarse_range else 0)
 
     def export_state(self, slot: int) -> bytes:
         head = _HEAD.pack(
@@ -135,7 +152,10 @@ class ChannelTable:
             float(self.season_record[slot]),
         )
         arrays = np.concatenate([self.means[slot], self.season[slot]])
-        return head + arrays.astype("<f4").tobytes()
+        data = head + arrays.astype("<f4").tobytes()
+        if self.coarse_range:
+            data += _RANGE.pack(float(self.low[slot]), float(self.high[slot]))
+        return data
 
     def decode_state(self, data: bytes) -> tuple | None:
         """Check :meth:`export_state` bytes for :meth:`import_state`.
@@ -151,8 +171,10 @@ class ChannelTable:
             return None
         _, _, block_sum, base, block_points, blocks = head[:6]
         scale, record, season_scale, season_count, season_record = head[6:]
-        arrays = np.frombuffer(data, dtype="<f4", offset=_HEAD.size)
+        end = _HEAD.size + 4 * (self.window_size + self.buckets)
+        arrays = np.frombuffer(data[:end], dtype="<f4", offset=_HEAD.size)
         means, season = arrays[: self.window_size], arrays[self.window_size :]
+        low, high = _RANGE.unpack(data[end:]) if self.coarse_range else (0.0, 0.0)
         problems = []
         if not 0 <= block_points < self.coarse_points:
             problems.append(f"block points {block_points}")
@@ -179,16 +201,20 @@ class ChannelTable:
             problems.append("block means beyond the offset limit")
         if (np.abs(season[~np.isnan(season)]) > OFFSET_LIMIT).any():
             problems.append("seasonal means beyond the offset limit")
+        if not (abs(low) <= MAX_ABS_VALUE and abs(high) <= MAX_ABS_VALUE):
+            problems.append(f"block mean range {low!r} to {high!r}")
+        elif low > high:
+            problems.append(f"lowest block mean {low!r} above the highest {high!r}")
         if problems:
             raise ValueError("invalid channel state: " + ", ".join(problems))
-        return head[2:], means, season
+        return head[2:], means, season, (low, high)
 
     def import_state(self, slot: int, decoded: tuple | None) -> None:
         """Set a slot from :meth:`decode_state` output; None starts afresh."""
         if decoded is None:
             self.reset(slot)
             return
-        scalars, means, season = decoded
+        scalars, means, season, (low, high) = decoded
         (
             self.block_sum[slot],
             self.base[slot],
@@ -202,6 +228,8 @@ class ChannelTable:
         ) = scalars
         self.means[slot] = means
         self.season[slot] = season
+        self.low[slot] = low
+        self.high[slot] = high
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Copy every array, for :meth:`restore`."""
@@ -235,15 +263,17 @@ def channel_alerts(
         return 0
     k = spec.coarse_points
     completed_slots = slots[positions]
-    horizon = max(1, spec.horizon_points // k)
+    horizon = max(1, spec.channel_horizon // k)
     scale_horizon = max(1, normalisation.horizon_points // k)
     windows = np.empty((len(positions), table.window_size), dtype=np.float32)
     residuals = np.zeros(len(positions))
+    # 1 where a block mean leaves the range of the earlier ones (range rule).
+    ranges = np.zeros(len(positions))
     # Blocks and residuals each channel had seen at each block, for their
     # warm-ups.
     block_counts = np.zeros(len(positions), dtype=np.int64)
     residual_counts = np.zeros(len(positions), dtype=np.int64)
-    outputs = (windows, residuals, block_counts, residual_counts)
+    outputs = (windows, residuals, ranges, block_counts, residual_counts)
 
     # A slot that completes many blocks in this batch has them processed as one
     # sequence, vectorised over time. The others go in rounds, vectorised over
@@ -264,6 +294,10 @@ def channel_alerts(
     for members in rounds:
         round_slots = completed_slots[members]
         round_means = means[members]
+        if spec.coarse_range_tolerance is not None:
+            ranges[members] = _range_alerts(
+                table, round_slots, round_means, spec.coarse_range_tolerance
+            )
         _push_means(table, round_slots, round_means)
         block_counts[members] = table.blocks[round_slots]
         windows[members], table.scale[round_slots] = normalise_windows(
@@ -288,6 +322,7 @@ def channel_alerts(
             means[members],
             times[positions[members]],
             horizon,
+            spec.coarse_range_tolerance,
             members,
             outputs,
         )
@@ -327,6 +362,7 @@ def channel_alerts(
     # warm-up: the seasonal channel starts a day after the series, and both
     # start afresh when restored state had none of theirs.
     warm_blocks = warm // k
+    coarse = np.maximum(coarse, ranges)
     coarse[block_counts <= warm_blocks] = 0.0
     seasonal[residual_counts <= warm_blocks] = 0.0
     raised = np.maximum(alert[positions], np.maximum(coarse, seasonal))
@@ -415,25 +451,36 @@ def _push_sequence(
     means: np.ndarray,
     end_times: np.ndarray,
     horizon: int,
+    range_tolerance: float | None,
     members: np.ndarray,
     outputs: tuple[np.ndarray, ...],
 ) -> np.ndarray:
     """Append several block means to one slot, one after the other.
 
     Gives the state that :func:`_push_means` and :func:`_seasonal_residuals`
-    give one block at a time. Writes the residuals and the counts of ``outputs`` at ``members`` and
-    returns the blocks' windows of means (float64), not yet normalised.
+    give one block at a time, and the range alerts of :func:`_range_alerts`.
+    Writes the residuals, range alerts and counts of ``outputs`` at ``members``
+    and returns the blocks' windows of means (float64), not yet normalised.
     """
-    _, residuals, block_counts, residual_counts = outputs
+    _, residuals, ranges, block_counts, residual_counts = outputs
     offsets = table.means[slot].copy()
     season = table.season[slot].copy()
     base = float(table.base[slot])
     blocks = int(table.blocks[slot])
     count = int(table.season_count[slot])
     scale = float(table.season_scale[slot])
+    low, high = float(table.low[slot]), float(table.high[slot])
     buckets = _buckets(end_times, table.buckets) if table.buckets else None
     windows = np.empty((len(means), table.window_size))
     for i, mean in enumerate(means.tolist()):
+        if range_tolerance is not None:
+            if blocks == 0:
+                low = high = mean
+            else:
+                margin = range_tolerance * (high - low)
+                if high > low and (mean > high + margin or mean < low - margin):
+                    ranges[members[i]] = 1.0
+                low, high = min(low, mean), max(high, mean)
         if blocks == 0:
             offsets[:] = 0.0
         else:
@@ -464,7 +511,26 @@ def _push_sequence(
     table.blocks[slot] = blocks
     table.season_count[slot] = count
     table.season_scale[slot] = scale
+    table.low[slot], table.high[slot] = low, high
     return windows
+
+
+def _range_alerts(
+    table: ChannelTable, slots: np.ndarray, means: np.ndarray, tolerance: float
+) -> np.ndarray:
+    """Apply the range rule to one new block mean of each of ``slots`` (distinct).
+
+    Returns 1 where the mean leaves the range of the slot's earlier block
+    means widened by ``tolerance`` of its width, else 0, and widens the
+    ranges. Call it before :func:`_push_means` counts the block.
+    """
+    first = table.blocks[slots] == 0
+    low, high = table.low[slots], table.high[slots]
+    margin = tolerance * (high - low)
+    outside = (high > low) & ((means > high + margin) | (means < low - margin))
+    table.low[slots] = np.where(first, means, np.minimum(low, means))
+    table.high[slots] = np.where(first, means, np.maximum(high, means))
+    return np.where(first, 0.0, outside.astype(np.float64))
 
 
 def _count_up(counts: np.ndarray) -> np.ndarray:

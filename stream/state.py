@@ -88,14 +88,18 @@ def _sequence_cutoff(per_slot: np.ndarray) -> int:
     return sequence_cutoff(per_slot, ROUND_COST, SEQUENCE_COST)
 
 
-def _channel_settings(spec: CalibrationSpec) -> tuple[int, int]:
-    if spec.method != "record":
-        return (0, 0)
-    return (spec.coarse_points, spec.season_buckets if spec.coarse_points else 0)
+def _channel_settings(spec: CalibrationSpec) -> tuple[int, int, bool]:
+    if spec.method != "record" or not spec.coarse_points:
+        return (0, 0, False)
+    return (
+        spec.coarse_points,
+        spec.season_buckets,
+        spec.coarse_range_tolerance is not None,
+    )
 
 
-def _channel_table_settings(spec: CalibrationSpec) -> tuple[int, int] | None:
-    """(coarse_points, season_buckets) of the channels' state, or None when off."""
+def _channel_table_settings(spec: CalibrationSpec) -> tuple[int, int, bool] | None:
+    """(coarse_points, season_buckets, coarse range rule on) of the channels' state, or None when off."""
     settings = _channel_settings(spec)
     return settings if settings[0] else None
 
@@ -166,17 +170,20 @@ class SeriesTable:
         self,
         window_size: int,
         capacity: int,
-        channels: tuple[int, int] | None = None,
+        channels: tuple[int, int, bool] | None = None,
     ) -> None:
-        """``channels`` is (coarse_points, season_buckets), or None to leave them out."""
+        """``channels`` is (coarse_points, season_buckets, coarse range rule on), or None to leave them out."""
         self.window_size = window_size
         self.slot_of: dict[str, int] = {}
         self.series_of: list[str | None] = []
         self._free: list[int] = []
         self._allocate(capacity)
-        self.channels = (
-            None if channels is None else ChannelTable(window_size, *channels, capacity)
-        )
+        self.channels = None
+        if channels is not None:
+            coarse_points, buckets, coarse_range = channels
+            self.channels = ChannelTable(
+                window_size, coarse_points, buckets, capacity, coarse_range
+            )
 
     def _allocate(self, capacity: int) -> None:
         w = self.window_size

@@ -64,6 +64,26 @@ def test_weaker_daily_swing_needs_the_channels(model):
     assert with_channels[: 8 * 288].max() < threshold
 
 
+def test_coarse_range_rule_flags_shift_inside_point_range(model):
+    # Points spread over 10 +- 3. The shifted hour stays inside that range, so
+    # the point channel's range rule keeps quiet, but its block means (about
+    # 12) leave the range of the earlier block means (about 10 +- 1.3).
+    rng = np.random.default_rng(8)
+    times = np.arange(4 * 288) * STEP
+    values = 10 + rng.uniform(-3, 3, len(times))
+    shifted = slice(3 * 288, 3 * 288 + 60)
+    values[shifted] = 12 + rng.uniform(-0.8, 0.8, 60)
+    channels = {"coarse_points": 12, "season_buckets": 0}
+    with_rule = alerts(model, times, values, **channels, coarse_range_tolerance=0.15)
+    without = alerts(model, times, values, **channels, coarse_range_tolerance=None)
+
+    assert values[shifted].max() < values[: shifted.start].max()
+    assert values[shifted].min() > values[: shifted.start].min()
+    # The first block of the shifted hour ends at point 3 * 288 + 12.
+    assert with_rule[shifted.start + 11] == 1.0
+    assert without[shifted].max() < model.metadata.alert.threshold
+
+
 def test_channels_only_raise_alerts_at_block_ends(model):
     times, values = daily_series(3, seed=1)
     values[500] += 30.0
@@ -171,8 +191,11 @@ def test_block_means_survive_batch_boundaries():
     seed=st.integers(0, 2**32 - 1),
     coarse_points=st.sampled_from([2, 3, 12]),
     cuts=st.lists(st.integers(1, 399), max_size=12),
+    range_tolerance=st.sampled_from([None, 0.0, 0.15]),
 )
-def test_many_series_do_not_depend_on_batching(seed, coarse_points, cuts):
+def test_many_series_do_not_depend_on_batching(
+    seed, coarse_points, cuts, range_tolerance
+):
     # Several series, interleaved at random, in one batch and cut into
     # batches at random: the blocks of a batch go through rounds over the
     # series or, for a series with many blocks in the batch, one sequence.
@@ -189,13 +212,20 @@ def test_many_series_do_not_depend_on_batching(seed, coarse_points, cuts):
     for slot in range(4):
         n_scored[slots == slot] = np.arange(1, (slots == slot).sum() + 1)
     spec = CalibrationSpec(
-        "record", 120, warmup_points=6, coarse_points=coarse_points, season_buckets=24
+        "record",
+        120,
+        warmup_points=6,
+        coarse_points=coarse_points,
+        season_buckets=24,
+        coarse_range_tolerance=range_tolerance,
     )
 
     point_alerts = rng.uniform(0, 0.5, n)
 
     def run(bounds):
-        table = ChannelTable(16, coarse_points, 24, capacity=4)
+        table = ChannelTable(
+            16, coarse_points, 24, capacity=4, coarse_range=range_tolerance is not None
+        )
         for slot in range(4):
             table.reset(slot)
         alert = point_alerts.copy()
@@ -354,6 +384,9 @@ def test_other_channel_settings_dropped(model):
         (24, "<d", -1e301, "newest mean -1e\\+301"),
         (88, "<f", 3e38, "block means beyond the offset limit"),
         (88 + 4 * 16, "<f", -3e38, "seasonal means beyond the offset limit"),
+        (88 + 4 * 40, "<d", float("nan"), "block mean range nan"),
+        (88 + 4 * 40 + 8, "<d", -1e301, "block mean range"),
+        (88 + 4 * 40, "<d", 1e300, "lowest block mean 1e\\+300 above the highest"),
     ],
 )
 def test_invalid_channel_state_rejected(model, offset, fmt, value, message):
@@ -414,6 +447,41 @@ def test_counters_stop_at_the_int32_maximum(
     assert again.table.channels.blocks[again.table.slot_of["s"]] == 2**31 - 1
 
 
+def test_range_rule_state_restores(model):
+    times, values = daily_series(3, seed=9)
+    points = series_points(times, values)
+    cut = 2 * 288 + 5
+    straight = scorer_for(model, calibration=CHANNELS)
+    expected = straight.process(points).scored[cut:]
+    writer = scorer_for(model, calibration=CHANNELS)
+    writer.process(points[:cut])
+    state = writer.table.export_state("s")
+    reader = scorer_for(model, calibration=CHANNELS)
+    reader.table.import_state("s", state, now=0.0)
+    slot = reader.table.slot_of["s"]
+    block_means = values[: (cut // 12) * 12].reshape(-1, 12).mean(axis=1)
+
+    assert reader.table.channels.coarse_range
+    assert reader.table.channels.low[slot] == pytest.approx(block_means.min())
+    assert reader.table.channels.high[slot] == pytest.approx(block_means.max())
+    resumed = reader.process(points[cut:]).scored
+    assert [p.score for p in resumed] == [p.score for p in expected]
+
+
+def test_state_without_range_restores_fresh_channels(model):
+    times, values = daily_series(2)
+    points = series_points(times, values)
+    writer = scorer_for(
+        model, calibration={**CHANNELS, "coarse_range_tolerance": None}
+    )
+    writer.process(points[:307])
+    reader = scorer_for(model, calibration={**CHANNELS, "coarse_range_tolerance": 0.1})
+    reader.table.import_state("s", writer.table.export_state("s"), now=0.0)
+    slot = reader.table.slot_of["s"]
+    assert reader.table.count[slot] == 307
+    assert reader.table.channels.blocks[slot] == 0
+
+
 def test_flush_keeps_later_scores(model):
     times, values = daily_series(3, seed=6)
     points = series_points(times, values)
@@ -442,6 +510,26 @@ def test_reload_refuses_other_channel_settings(model, tmp_path):
         scorer.replace_model(other)
 
 
+def test_reload_refuses_switching_range_rule(model, tmp_path):
+    import json
+    import shutil
+
+    for name in ("model.onnx", "model.onnx.json"):
+        shutil.copy(default_model_path().parent / name, tmp_path / name)
+    metadata = json.loads((tmp_path / "model.onnx.json").read_text())
+    metadata["alert"]["calibration"]["coarse_range_tolerance"] = None
+    (tmp_path / "model.onnx.json").write_text(json.dumps(metadata))
+    other = load_model(tmp_path / "model.onnx.json")
+    scorer = scorer_for(model, calibration={"coarse_range_tolerance": 0.15})
+    with pytest.raises(ValueError, match="coarse or seasonal channels"):
+        scorer.replace_model(other)
+    # Another tolerance keeps the state's layout, so it is accepted.
+    metadata["alert"]["calibration"]["coarse_range_tolerance"] = 0.3
+    (tmp_path / "model.onnx.json").write_text(json.dumps(metadata))
+    scorer.replace_model(load_model(tmp_path / "model.onnx.json"))
+    assert scorer.calibration.coarse_range_tolerance == 0.3
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -453,6 +541,12 @@ def test_reload_refuses_other_channel_settings(model, tmp_path):
         ("horizon_points", 0),
         ("warmup_points", -1),
         ("range_tolerance", -0.1),
+        ("range_tolerance", float("inf")),
+        ("coarse_range_tolerance", -0.1),
+        ("coarse_range_tolerance", "0.1"),
+        ("coarse_range_tolerance", float("nan")),
+        ("channel_horizon_points", 0),
+        ("channel_horizon_points", 2.5),
     ],
 )
 def test_invalid_channel_settings_name_the_value(name, value):

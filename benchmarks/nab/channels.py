@@ -1,11 +1,13 @@
 """``python -m benchmarks.nab.channels``: NAB scores with and without the slow channels.
 
 Runs the service's scorer on every file of a NAB-layout corpus once per
-setting of the coarse and seasonal channels (``coarse_points`` and
-``season_buckets`` of the ``record`` calibration, see ``stream.channels``),
-with the model's other settings unchanged. It prints the three profile scores
-of each setting and, with ``--leave-one-category-out``, chooses the setting
-and the thresholds on six categories and scores the seventh with them.
+setting of the ``record`` calibration: the coarse and seasonal channels
+(``coarse_points`` and ``season_buckets``, see ``stream.channels``), the
+point channel's record horizon (``horizon_points``) and the coarse channel's
+range rule (``coarse_range_tolerance``). Settings not given keep the model's
+values. It prints the three profile scores of each setting and, with
+``--leave-one-category-out``, chooses the setting and the thresholds on six
+categories and scores the seventh with them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,18 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",")]
 
 
+def _tolerances(text: str) -> list[float | None]:
+    return [None if x == "off" else float(x) for x in text.split(",")]
+
+
+def _cell(value: object) -> str:
+    return "off" if value is None else str(value)
+
+
+def _label(setting: dict[str, object]) -> str:
+    return " / ".join(f"{name} {_cell(value)}" for name, value in setting.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.nab.channels", description=help_description(__doc__)
@@ -41,6 +55,18 @@ def main(argv: list[str] | None = None) -> int:
         default="0,24",
         help="buckets per day of the seasonal channel to try (0: none)",
     )
+    parser.add_argument(
+        "--point-horizons",
+        default=None,
+        help="record horizons of the point channel to try, in points "
+        "(default: the model's horizon_points)",
+    )
+    parser.add_argument(
+        "--coarse-range-tolerances",
+        default=None,
+        help="tolerances of the coarse channel's range rule to try, as shares of "
+        "the range's width, or 'off' (default: the model's)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--leave-one-category-out",
@@ -53,25 +79,43 @@ def main(argv: list[str] | None = None) -> int:
     if inputs is None:
         return 2
     model_path, corpus = inputs
+    try:
+        horizons = None if args.point_horizons is None else _ints(args.point_horizons)
+        tolerances = (
+            None
+            if args.coarse_range_tolerances is None
+            else _tolerances(args.coarse_range_tolerances)
+        )
+        coarse_points = _ints(args.coarse_points)
+        season_buckets = _ints(args.season_buckets)
+    except ValueError as exc:
+        parser.error(f"invalid list of settings: {exc}; use comma-separated numbers")
     settings = []
-    for coarse in _ints(args.coarse_points):
-        for buckets in _ints(args.season_buckets) if coarse else [0]:
-            settings.append((coarse, buckets))
+    for coarse in coarse_points:
+        for buckets in season_buckets if coarse else [0]:
+            for horizon in [None] if horizons is None else horizons:
+                for tolerance in [0.0] if tolerances is None else tolerances:
+                    setting = {"coarse_points": coarse, "season_buckets": buckets}
+                    if horizon is not None:
+                        setting["horizon_points"] = horizon
+                    if tolerances is not None:
+                        setting["coarse_range_tolerance"] = tolerance
+                    settings.append(setting)
 
-    print("| coarse_points | season_buckets | standard | low FP | low FN |")
-    print("|---|---|---|---|---|")
+    names = list(settings[0])
+    print("| " + " | ".join(names) + " | standard | low FP | low FN |")
+    print("|---" * (len(names) + 3) + "|")
     results_by_setting = {}
-    for coarse, buckets in settings:
-        overrides = {
-            "calibration": {"coarse_points": coarse, "season_buckets": buckets}
-        }
+    for setting in settings:
+        overrides = {"calibration": setting}
         results = run_corpus(
             model_path, args.corpus, corpus.names, overrides, args.workers
         )
-        results_by_setting[f"coarse {coarse} / buckets {buckets}"] = results
+        results_by_setting[_label(setting)] = results
         scores = score_corpus_all_profiles(results, corpus)
-        cells = " | ".join(f"{scores[p].score:.1f}" for p in PROFILES)
-        print(f"| {coarse} | {buckets} | {cells} |", flush=True)
+        cells = [_cell(value) for value in setting.values()]
+        cells += [f"{scores[p].score:.2f}" for p in PROFILES]
+        print("| " + " | ".join(cells) + " |", flush=True)
     if args.leave_one_category_out:
         print()
         print("\n".join(leave_one_category_out(corpus, results_by_setting)))
