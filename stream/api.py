@@ -19,7 +19,10 @@ padded, and it often scores them high, so skip them:
 400
 >>> settled = timestamps[detector.warmup_points]
 >>> [timestamps.index(p.timestamp) for p in result.anomalies if p.timestamp >= settled]
-[300]
+[300, 311]
+
+Point 311 completes the 12-point block that holds the spike, and that block's
+mean leaves the range of the earlier block means (the coarse channel).
 
 Score points as they arrive, series by series:
 
