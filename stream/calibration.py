@@ -60,6 +60,9 @@ METHODS = ("none", "likelihood", "record")
 # The record never falls below this, so a series whose signal was always 0 (a
 # flat line) gives finite alert scores.
 _RECORD_FLOOR = 1e-6
+# Largest horizon or warm-up in points: 31 years at one point a second. It keeps
+# the settings within the int64 and float ranges that the scorer computes in.
+MAX_POINTS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -115,31 +118,42 @@ class CalibrationSpec:
             ("horizon_points", 1),
             ("short_points", 1),
             ("warmup_points", 0),
+            ("channel_horizon_points", 1),
         ):
             value = getattr(spec, name)
-            if not (_whole(value) and value >= low):
+            if name == "channel_horizon_points" and value is None:
+                continue
+            if not (_whole(value) and low <= value <= MAX_POINTS):
+                default = (
+                    ", or null for horizon_points"
+                    if name == "channel_horizon_points"
+                    else ""
+                )
                 raise ModelError(
                     f"alert calibration {name}={value!r} is invalid; use a whole "
-                    f"number of at least {low}"
+                    f"number from {low} to {MAX_POINTS}{default}"
                 )
-        value = spec.channel_horizon_points
-        if value is not None and not (_whole(value) and value >= 1):
-            raise ModelError(
-                f"alert calibration channel_horizon_points={value!r} is invalid; "
-                "use a whole number of at least 1, or null for horizon_points"
-            )
         for name in ("min_std", "range_tolerance", "coarse_range_tolerance"):
             value = getattr(spec, name)
             if name == "coarse_range_tolerance" and value is None:
                 continue
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not (number and math.isfinite(value) and value >= 0):
+            if not (_finite(value) and value >= 0):
                 off = ", or null for off" if name == "coarse_range_tolerance" else ""
                 raise ModelError(
                     f"alert calibration {name}={value!r} is invalid; use a finite "
                     f"number of at least 0{off}"
                 )
         return spec
+
+
+def _finite(value: object) -> bool:
+    """Tell whether ``value`` is an int or float (not a bool) with a finite float value."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def _whole(value: object) -> bool:

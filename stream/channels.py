@@ -201,10 +201,8 @@ class ChannelTable:
             problems.append("block means beyond the offset limit")
         if (np.abs(season[~np.isnan(season)]) > OFFSET_LIMIT).any():
             problems.append("seasonal means beyond the offset limit")
-        if not (abs(low) <= MAX_ABS_VALUE and abs(high) <= MAX_ABS_VALUE):
-            problems.append(f"block mean range {low!r} to {high!r}")
-        elif low > high:
-            problems.append(f"lowest block mean {low!r} above the highest {high!r}")
+        if self.coarse_range:
+            problems += _range_problems(low, high, base, blocks)
         if problems:
             raise ValueError("invalid channel state: " + ", ".join(problems))
         return head[2:], means, season, (low, high)
@@ -368,6 +366,23 @@ def channel_alerts(
     raised = np.maximum(alert[positions], np.maximum(coarse, seasonal))
     alert[positions] = np.where(n_scored[positions] > warm, raised, alert[positions])
     return len(positions)
+
+
+def _range_problems(low: float, high: float, newest: float, blocks: int) -> list[str]:
+    """List what is impossible in restored range rule state (empty when valid)."""
+    if not (abs(low) <= MAX_ABS_VALUE and abs(high) <= MAX_ABS_VALUE):
+        return [f"block mean range {low!r} to {high!r}"]
+    if low > high:
+        return [f"lowest block mean {low!r} above the highest {high!r}"]
+    # The newest block mean is one of the means that the range covers, and a
+    # slot without blocks has the range that reset() writes.
+    if blocks > 0 and not low <= newest <= high:
+        return [
+            f"newest mean {newest!r} outside the block mean range {low!r} to {high!r}"
+        ]
+    if blocks == 0 and (low, high) != (0.0, 0.0):
+        return [f"block mean range {low!r} to {high!r} before any block"]
+    return []
 
 
 def _complete_blocks(

@@ -4,7 +4,7 @@ Every series owns one row ("slot") of a set of arrays: its last ``window_size``
 values and timestamps, the running sums of the window scores of those points,
 the normaliser scale, the calibration statistics and the alert episode state.
 Keeping the state in arrays rather than per-series objects keeps it small (about
-640 bytes of arrays per series with the committed model's settings, a third
+660 bytes of arrays per series with the committed model's settings, a third
 of it for the coarse and seasonal channels) and lets a batch of points of different
 series be normalised and aggregated with one numpy operation per step.
 

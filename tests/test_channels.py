@@ -468,12 +468,30 @@ def test_range_rule_state_restores(model):
     assert [p.score for p in resumed] == [p.score for p in expected]
 
 
+@pytest.mark.parametrize(
+    ("blocks", "newest", "low", "high", "message"),
+    [
+        (5, 9.7, -5.0, -4.0, "newest mean 9.7 outside the block mean range"),
+        (0, 0.0, 1.0, 2.0, "block mean range 1.0 to 2.0 before any block"),
+    ],
+)
+def test_range_state_must_match_block_means(model, blocks, newest, low, high, message):
+    import struct
+
+    scorer = scorer_for(model, calibration=CHANNELS)
+    channels = scorer.table.channels
+    state = bytearray(channels.export_state(0))
+    struct.pack_into("<d", state, 24, newest)
+    struct.pack_into("<q", state, 40, blocks)
+    struct.pack_into("<dd", state, len(state) - 16, low, high)
+    with pytest.raises(ValueError, match=message):
+        channels.decode_state(bytes(state))
+
+
 def test_state_without_range_restores_fresh_channels(model):
     times, values = daily_series(2)
     points = series_points(times, values)
-    writer = scorer_for(
-        model, calibration={**CHANNELS, "coarse_range_tolerance": None}
-    )
+    writer = scorer_for(model, calibration={**CHANNELS, "coarse_range_tolerance": None})
     writer.process(points[:307])
     reader = scorer_for(model, calibration={**CHANNELS, "coarse_range_tolerance": 0.1})
     reader.table.import_state("s", writer.table.export_state("s"), now=0.0)
@@ -547,6 +565,11 @@ def test_reload_refuses_switching_range_rule(model, tmp_path):
         ("coarse_range_tolerance", float("nan")),
         ("channel_horizon_points", 0),
         ("channel_horizon_points", 2.5),
+        ("channel_horizon_points", 10**400),
+        ("horizon_points", 10**10),
+        ("warmup_points", 10**400),
+        ("coarse_range_tolerance", 10**400),
+        ("min_std", 10**400),
     ],
 )
 def test_invalid_channel_settings_name_the_value(name, value):

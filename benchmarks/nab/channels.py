@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         "--point-horizons",
         default=None,
         help="record horizons of the point channel to try, in points "
-        "(default: the model's horizon_points)",
+        "(default: the model's horizon_points). The coarse and seasonal "
+        "channels follow it when the model sets no channel_horizon_points",
     )
     parser.add_argument(
         "--coarse-range-tolerances",

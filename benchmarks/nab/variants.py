@@ -116,14 +116,15 @@ def leave_one_category_out(
     """Choose the variant and thresholds on six categories, score the seventh.
 
     Returns markdown table lines. Per held-out category it shows the variant
-    chosen by the standard score on the others and, per profile, the held-out
-    score at the threshold chosen on the others. The last row pools the held-out
+    chosen by the standard score on the others, per profile the held-out
+    score at the threshold chosen on the others, and that standard threshold. The last row pools the held-out
     raw scores of every category into one normalised score per profile.
     """
     categories = sorted({f.category for f in corpus.files.values()})
     lines = [
-        "| held-out category | variant chosen on the others | standard | low FP | low FN |",
-        "|---|---|---|---|---|",
+        "| held-out category | variant chosen on the others | standard | low FP "
+        "| low FN | standard threshold |",
+        "|---|---|---|---|---|---|",
     ]
     pooled = dict.fromkeys(PROFILES, 0.0)
     for held_out in categories:
@@ -151,6 +152,7 @@ def leave_one_category_out(
                 cells.append(f"{held.score:.1f}")
             else:
                 cells.append(f"raw {held.raw_score:.2f}")
+        cells.append(f"{fitted[chosen]['standard'].threshold:.3f}")
         lines.append(f"| {held_out} | {chosen} | " + " | ".join(cells) + " |")
     cells = []
     for profile, raw in pooled.items():
@@ -159,7 +161,7 @@ def leave_one_category_out(
         null = -PROFILES[profile].fn_weight * corpus.n_windows
         perfect = PROFILES[profile].tp_weight * corpus.n_windows
         cells.append(f"{100.0 * (raw - null) / (perfect - null):.1f}")
-    lines.append("| all, pooled held-out raw scores | | " + " | ".join(cells) + " |")
+    lines.append("| all, pooled held-out raw scores | | " + " | ".join(cells) + " | |")
     return lines
 
 
