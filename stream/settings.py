@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import stat
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,66 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.model import default_model_path
+
+TLS_FILE_FIELDS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+POINT_AT_PEM_FILE = "point it at a PEM file or unset it"
+
+
+def _env_name(field: str) -> str:
+    """Return the environment variable of a Settings field."""
+    return f"ANOMALYBERT_{field.upper()}"
+
+
+def _unreadable_file_reason(path: Path) -> str | None:
+    """Return why ``path`` is not a readable regular file, with the fix, or None."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"was not found; {POINT_AT_PEM_FILE}"
+    except PermissionError:
+        return (
+            "is not readable (permission denied on a folder of its path); give the "
+            "consumer's user search access to its folders"
+        )
+    except OSError as exc:
+        return f"could not be read ({exc.strerror}); {POINT_AT_PEM_FILE}"
+    if stat.S_ISDIR(mode):
+        return f"is a directory, not a file; {POINT_AT_PEM_FILE}"
+    if not stat.S_ISREG(mode):
+        return f"is not a regular file; {POINT_AT_PEM_FILE}"
+    try:
+        with path.open("rb"):
+            pass
+    except PermissionError:
+        return (
+            "is not readable (permission denied); give the consumer's user read "
+            "access to it"
+        )
+    except OSError as exc:
+        return f"could not be read ({exc.strerror}); {POINT_AT_PEM_FILE}"
+    return None
+
+
+class _KeyPasswordRequestedError(Exception):
+    """Error that the password callback raises when OpenSSL reads an encrypted key."""
+
+
+def _reject_key_password() -> str:
+    # Without a callback, OpenSSL would prompt for the password on the terminal.
+    raise _KeyPasswordRequestedError
+
+
+def _check_pem_certificates(field: str, path: Path) -> None:
+    """Raise ValueError unless ``path`` contains at least one PEM certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"{_env_name(field)}={str(path)!r} is not a valid PEM file ({exc}); point "
+            "it at a PEM certificate (openssl x509 -inform der -in FILE -out FILE.pem "
+            "converts a DER one)"
+        ) from None
 
 
 class ProcessingGuarantee(StrEnum):
@@ -180,27 +241,21 @@ class Settings(BaseSettings):
                 "ANOMALYBERT_PROCESSING_GUARANTEE=exactly_once needs "
                 "ANOMALYBERT_STATE_CHANGELOG=true"
             )
-        if self.security_protocol.startswith("SASL") and (
-            not self.sasl_username or self.sasl_password is None
-        ):
-            raise ValueError(
-                f"security_protocol {self.security_protocol} needs ANOMALYBERT_SASL_USERNAME "
-                "and ANOMALYBERT_SASL_PASSWORD"
-            )
+        if self.security_protocol.startswith("SASL"):
+            self._check_sasl_credentials()
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError(
                 "set both ANOMALYBERT_SSL_CERTFILE and ANOMALYBERT_SSL_KEYFILE, or neither"
             )
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        for name in TLS_FILE_FIELDS:
             path = getattr(self, name)
-            if path is not None and not path.is_file():
-                raise ValueError(
-                    f"ANOMALYBERT_{name.upper()}={str(path)!r} is not a file; "
-                    "point it at a PEM file or unset it"
-                )
+            reason = None if path is None else _unreadable_file_reason(path)
+            if reason is not None:
+                raise ValueError(f"{_env_name(name)}={str(path)!r} {reason}")
         if self.security_protocol in ("SSL", "SASL_SSL"):
             # Load the certificates now, so that a bad file fails at start-up
             # with the setting's name instead of at the first connection.
+            self._check_tls_contents()
             try:
                 self._ssl_context()
             except (OSError, ssl.SSLError) as exc:
@@ -210,6 +265,67 @@ class Settings(BaseSettings):
                     "that they are PEM files and that the key matches the certificate"
                 ) from None
         return self
+
+    def _check_sasl_credentials(self) -> None:
+        """Reject an unset, empty or whitespace-only SASL user name or password.
+
+        The message names the variables and never contains their values.
+        """
+        password = self.sasl_password
+        credentials = {
+            "sasl_username": self.sasl_username,
+            "sasl_password": None if password is None else password.get_secret_value(),
+        }
+        problems: dict[str, str] = {}
+        for name, value in credentials.items():
+            if value is None:
+                problems[_env_name(name)] = "is not set"
+            elif not value.strip():
+                problems[_env_name(name)] = "is empty or only whitespace"
+        if problems:
+            found = " and ".join(
+                f"{name} {problem}" for name, problem in problems.items()
+            )
+            raise ValueError(
+                f"ANOMALYBERT_SECURITY_PROTOCOL={self.security_protocol} needs a SASL "
+                f"user name and password, but {found}; set {' and '.join(problems)} "
+                "for the consumer's Kafka user"
+            )
+
+    def _check_tls_contents(self) -> None:
+        """Load each TLS file alone, so that an error names the file at fault."""
+        if self.ssl_cafile is not None:
+            _check_pem_certificates("ssl_cafile", self.ssl_cafile)
+        if self.ssl_certfile is None or self.ssl_keyfile is None:
+            return
+        _check_pem_certificates("ssl_certfile", self.ssl_certfile)
+        keyfile_setting = f"ANOMALYBERT_SSL_KEYFILE={str(self.ssl_keyfile)!r}"
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            context.load_cert_chain(
+                self.ssl_certfile, self.ssl_keyfile, password=_reject_key_password
+            )
+        except _KeyPasswordRequestedError:
+            raise ValueError(
+                f"{keyfile_setting} is an encrypted private key, and no setting "
+                "supplies its password; point it at an unencrypted key (openssl pkey "
+                "-in KEY -out KEY.pem writes one)"
+            ) from None
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                raise ValueError(
+                    f"{keyfile_setting} does not match the certificate in "
+                    f"ANOMALYBERT_SSL_CERTFILE={str(self.ssl_certfile)!r}; point it "
+                    "at that certificate's private key"
+                ) from None
+            # OpenSSL reports "[SSL] PEM lib" without a reason. The certificate
+            # passed its own check above, so the key file contains no PEM private
+            # key. Other reasons fall through to the check of the whole context.
+            if exc.reason is None:
+                raise ValueError(
+                    f"{keyfile_setting} is not a valid PEM private key ({exc}); "
+                    "point it at the PEM private key of the client certificate"
+                ) from None
 
     def _ssl_context(self) -> ssl.SSLContext:
         from aiokafka.helpers import create_ssl_context

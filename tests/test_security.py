@@ -12,6 +12,7 @@ import ast
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -371,6 +372,7 @@ async def test_unwritable_output_is_retried(
     assert expected_anomalies(model_path, values) <= set(published(records))
 
 
+@pytest.mark.kafka
 async def test_stop_during_retries_leaves_batch(
     secure_broker, model_path, caplog, monkeypatch
 ):
@@ -431,20 +433,166 @@ def test_invalid_settings_hide_password(monkeypatch, capsys, env):
     assert password not in error
 
 
+@pytest.fixture
+def missing_model(monkeypatch, tmp_path):
+    """Point the model path at no file, so that settings which pass validation
+    end ``main()`` with status 1 instead of starting a consumer."""
+    monkeypatch.setenv("ANOMALYBERT_MODEL_PATH", str(tmp_path / "missing.onnx.json"))
+
+
 @pytest.mark.parametrize(
-    ("name", "path", "message"),
+    ("env", "variables"),
     [
-        ("ANOMALYBERT_SSL_CAFILE", "/nonexistent/ca.pem", "is not a file"),
-        ("ANOMALYBERT_SSL_CAFILE", __file__, "could not be loaded"),
+        ({"ANOMALYBERT_SASL_PASSWORD": ""}, ["ANOMALYBERT_SASL_PASSWORD"]),
+        ({"ANOMALYBERT_SASL_PASSWORD": " \t "}, ["ANOMALYBERT_SASL_PASSWORD"]),
+        ({"ANOMALYBERT_SASL_USERNAME": ""}, ["ANOMALYBERT_SASL_USERNAME"]),
+        ({"ANOMALYBERT_SASL_USERNAME": "  "}, ["ANOMALYBERT_SASL_USERNAME"]),
+        (
+            {"ANOMALYBERT_SASL_USERNAME": "", "ANOMALYBERT_SASL_PASSWORD": ""},
+            ["ANOMALYBERT_SASL_USERNAME", "ANOMALYBERT_SASL_PASSWORD"],
+        ),
     ],
+    ids=["empty password", "blank password", "empty user", "blank user", "both empty"],
 )
-def test_bad_tls_file_named(monkeypatch, capsys, name, path, message):
-    monkeypatch.setenv("ANOMALYBERT_SECURITY_PROTOCOL", "SSL")
-    monkeypatch.setenv(name, path)
+@pytest.mark.usefixtures("missing_model")
+def test_blank_sasl_credentials_rejected(monkeypatch, capsys, env, variables):
+    password = "pw-" + os.urandom(6).hex()
+    monkeypatch.setenv("ANOMALYBERT_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("ANOMALYBERT_SASL_USERNAME", "app")
+    monkeypatch.setenv("ANOMALYBERT_SASL_PASSWORD", password)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     assert stream.consumer.main([]) == 2
     error = capsys.readouterr().err
-    assert message in error
-    assert "ANOMALYBERT_SSL_CAFILE" in error
+    assert "invalid settings" in error
+    assert "ANOMALYBERT_SECURITY_PROTOCOL=SASL_PLAINTEXT" in error
+    for variable in variables:
+        assert f"{variable} is empty or only whitespace" in error
+    assert password not in error
+
+
+@pytest.mark.usefixtures("missing_model")
+def test_unset_sasl_password_named(monkeypatch, capsys):
+    monkeypatch.setenv("ANOMALYBERT_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("ANOMALYBERT_SASL_USERNAME", "app")
+    monkeypatch.delenv("ANOMALYBERT_SASL_PASSWORD", raising=False)
+    assert stream.consumer.main([]) == 2
+    error = capsys.readouterr().err
+    assert "ANOMALYBERT_SASL_PASSWORD is not set" in error
+    assert "ANOMALYBERT_SASL_USERNAME" not in error
+
+
+def test_sasl_password_with_spaces_accepted():
+    settings = Settings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_username="app",
+        sasl_password=" pass word ",
+    )
+    assert settings.kafka_options()["sasl_plain_password"] == " pass word "
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory) -> Path:
+    """A folder with a CA, a client certificate and key, and broken variants."""
+    if shutil.which("openssl") is None:
+        pytest.skip(
+            "the openssl command, which makes the test certificates, is missing"
+        )
+    folder = tmp_path_factory.mktemp("tls-files")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(
+            ["openssl", *args], cwd=folder, check=True, capture_output=True, text=True
+        )
+
+    for name in ("ca", "client", "other"):
+        openssl(
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
+            "-subj", f"/CN=anomalybert test {name}",
+        )  # fmt: skip
+    openssl(
+        "pkey", "-in", "client.key", "-out", "encrypted.key", "-aes256",
+        "-passout", "pass:key-password",
+    )  # fmt: skip
+    (folder / "garbage.txt").write_text("not a PEM file\n")
+    (folder / "folder").mkdir()
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("name", "file", "message"),
+    [
+        ("ANOMALYBERT_SSL_CAFILE", "missing.pem", "was not found"),
+        ("ANOMALYBERT_SSL_CAFILE", "folder", "is a directory, not a file"),
+        ("ANOMALYBERT_SSL_CAFILE", "garbage.txt", "is not a valid PEM file"),
+        ("ANOMALYBERT_SSL_CAFILE", "client.key", "is not a valid PEM file"),
+        ("ANOMALYBERT_SSL_CERTFILE", "missing.pem", "was not found"),
+        ("ANOMALYBERT_SSL_CERTFILE", "garbage.txt", "is not a valid PEM file"),
+        ("ANOMALYBERT_SSL_KEYFILE", "missing.key", "was not found"),
+        ("ANOMALYBERT_SSL_KEYFILE", "folder", "is a directory, not a file"),
+        ("ANOMALYBERT_SSL_KEYFILE", "garbage.txt", "is not a valid PEM private key"),
+        ("ANOMALYBERT_SSL_KEYFILE", "client.pem", "is not a valid PEM private key"),
+        ("ANOMALYBERT_SSL_KEYFILE", "other.key", "does not match the certificate"),
+        ("ANOMALYBERT_SSL_KEYFILE", "encrypted.key", "is an encrypted private key"),
+    ],
+)
+@pytest.mark.usefixtures("missing_model")
+def test_bad_tls_file_named(monkeypatch, capsys, tls_files, name, file, message):
+    good = {
+        "ANOMALYBERT_SSL_CAFILE": tls_files / "ca.pem",
+        "ANOMALYBERT_SSL_CERTFILE": tls_files / "client.pem",
+        "ANOMALYBERT_SSL_KEYFILE": tls_files / "client.key",
+    }
+    path = tls_files / file
+    monkeypatch.setenv("ANOMALYBERT_SECURITY_PROTOCOL", "SSL")
+    for variable, good_path in {**good, name: path}.items():
+        monkeypatch.setenv(variable, str(good_path))
+    assert stream.consumer.main([]) == 2
+    error = capsys.readouterr().err
+    assert f"{name}={str(path)!r} {message}" in error
+    assert "key-password" not in error
+
+
+@pytest.mark.usefixtures("missing_model")
+def test_missing_tls_file_named_without_tls(monkeypatch, capsys):
+    """A missing file is reported even while the protocol does not use TLS."""
+    monkeypatch.setenv("ANOMALYBERT_SSL_CAFILE", "/nonexistent/ca.pem")
+    assert stream.consumer.main([]) == 2
+    error = capsys.readouterr().err
+    assert "ANOMALYBERT_SSL_CAFILE='/nonexistent/ca.pem' was not found" in error
+
+
+@pytest.mark.usefixtures("missing_model")
+def test_unreadable_tls_file_named(monkeypatch, capsys, tls_files):
+    path = tls_files / "ca.pem"
+    original_open = Path.open
+
+    # Root reads a file whatever its mode, so the permission error is simulated.
+    def open_without_permission(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return original_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_without_permission)
+    monkeypatch.setenv("ANOMALYBERT_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("ANOMALYBERT_SSL_CAFILE", str(path))
+    assert stream.consumer.main([]) == 2
+    error = capsys.readouterr().err
+    assert f"ANOMALYBERT_SSL_CAFILE={str(path)!r} is not readable" in error
+    assert "permission denied" in error
+
+
+def test_valid_tls_files_accepted(tls_files):
+    settings = Settings(
+        security_protocol="SSL",
+        ssl_cafile=tls_files / "ca.pem",
+        ssl_certfile=tls_files / "client.pem",
+        ssl_keyfile=tls_files / "client.key",
+    )
+    context = settings.kafka_options()["ssl_context"]
+    assert context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] == 1
 
 
 def test_password_masked_in_client_logs(caplog):
