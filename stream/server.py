@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -115,15 +116,25 @@ class MetricsServer:
         if not request_line:
             return  # the client closed the connection without a request
         parts = request_line.decode("latin-1").split()
-        status, body, content_type = self._route(parts)
+        status, body, content_type = self._route(parts, peer)
         send_body = bool(parts) and parts[0] != "HEAD"
         await send_response(writer, status, body, content_type, send_body=send_body)
 
-    def _route(self, parts: list[str]) -> tuple[str, bytes, str]:
+    def _route(self, parts: list[str], peer: object) -> tuple[str, bytes, str]:
         """Return the status, body and content type for a split request line."""
         if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
             return "405 Method Not Allowed", b"use GET\n", "text/plain"
-        path = parts[1].split("?", 1)[0]
+        try:
+            path = request_path(parts[1])
+        except ValueError as exc:
+            logger.debug(
+                "metrics request from %s rejected: invalid request target %r: %s",
+                peer,
+                parts[1][:200],
+                exc,
+            )
+            message = f"invalid request target ({exc}); send a path such as /metrics\n"
+            return "400 Bad Request", message.encode(), "text/plain"
         if path == "/metrics":
             return "200 OK", generate_latest(self._registry), CONTENT_TYPE_LATEST
         if path == "/healthz":
@@ -133,6 +144,21 @@ class MetricsServer:
                 return "200 OK", b"ready\n", "text/plain"
             return "503 Service Unavailable", b"not ready\n", "text/plain"
         return "404 Not Found", b"not found\n", "text/plain"
+
+
+def request_path(target: str) -> str:
+    """Return the path of a request target, without its query.
+
+    Accepts the origin form (``/metrics``) and the absolute form
+    (``http://host:port/metrics``), which RFC 9112, section 3.2.2 requires
+    servers to accept. The host in an absolute URL is ignored, because the
+    server has one set of paths. Raises ``ValueError`` for a URL that
+    :func:`urllib.parse.urlsplit` cannot split, such as an unclosed IPv6 host.
+    """
+    url = urlsplit(target)
+    if url.scheme in ("http", "https") and url.netloc:
+        return url.path or "/"
+    return target.split("?", 1)[0]
 
 
 async def read_request_head(reader: asyncio.StreamReader) -> bytes:

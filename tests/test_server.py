@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from stream.errors import AnomalyBertError
 from stream.server import (
@@ -148,3 +148,38 @@ async def test_early_close_ignored(server):
     await writer.wait_closed()
     response = await exchange(server.port, request_with([]))
     assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+async def test_absolute_form_metrics_served(server):
+    # RFC 9112, section 3.2.2 requires servers to accept a request target in
+    # absolute form, the full URL that clients send to a proxy.
+    target = b"http://127.0.0.1:%d/metrics" % server.port
+    response = await exchange(server.port, request_with([], target))
+    expected = await exchange(server.port, request_with([], b"/metrics"))
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Content-Type: " + CONTENT_TYPE_LATEST.encode() + b"\r\n" in response
+    assert response == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        (b"http://127.0.0.1:{port}/healthz", b"200 OK"),
+        (b"http://127.0.0.1:{port}/healthz?probe=1", b"200 OK"),
+        (b"HTTP://127.0.0.1:{port}/healthz", b"200 OK"),
+        # The server has one set of paths, so it ignores the host in the URL.
+        (b"http://other.example/readyz", b"200 OK"),
+        (b"http://127.0.0.1:{port}/other", b"404 Not Found"),
+        (b"http://127.0.0.1:{port}/other/metrics", b"404 Not Found"),
+        # An empty path is "/", which is not served.
+        (b"http://127.0.0.1:{port}", b"404 Not Found"),
+        # Origin form with a path that starts with "//", not a URL.
+        (b"//127.0.0.1/metrics", b"404 Not Found"),
+        # urlsplit rejects an IPv6 host without its closing bracket.
+        (b"http://[::1/metrics", b"400 Bad Request"),
+    ],
+)
+async def test_absolute_form_routed_by_path(server, target, status):
+    target = target.replace(b"{port}", b"%d" % server.port)
+    response = await exchange(server.port, request_with([], target))
+    assert response.startswith(b"HTTP/1.1 " + status + b"\r\n")
