@@ -9,6 +9,10 @@ from pathlib import Path
 from stream.errors import InputFileError, InvalidPointError
 from stream.points import parse_timestamp, parse_value
 
+# Error messages quote at most this many characters of an invalid row, because a
+# row can be megabytes long.
+MAX_QUOTED_ROW_CHARS = 80
+
 
 def read_points(path: str | Path) -> Iterator[tuple[int, str, float, float]]:
     """Yield ``(line_number, raw_timestamp, epoch_seconds, value)`` for each data row.
@@ -52,7 +56,7 @@ def read_points(path: str | Path) -> Iterator[tuple[int, str, float, float]]:
                 if len(row) < width:
                     raise InputFileError(
                         f"{path}: line {line}: expected {len(columns)} columns, "
-                        f"found {len(row)}: {','.join(row)!r}"
+                        f"found {len(row)}: {_row_excerpt(row)}"
                     )
                 raw_ts = row[ts_col].strip()
                 try:
@@ -78,3 +82,11 @@ def _first_nonblank(reader: Iterator[list[str]]) -> list[str] | None:
         if row and any(cell.strip() for cell in row):
             return row
     return None
+
+
+def _row_excerpt(row: list[str]) -> str:
+    """Quote the row's fields joined with commas, cut to MAX_QUOTED_ROW_CHARS."""
+    text = ",".join(row)
+    if len(text) <= MAX_QUOTED_ROW_CHARS:
+        return repr(text)
+    return f"{text[:MAX_QUOTED_ROW_CHARS]!r}... ({len(text)} characters in all)"

@@ -98,6 +98,31 @@ def test_read_rejected(tmp_path, content, fragment):
     assert str(path) in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("header", "row", "echoed"),
+    [
+        # at the limit the whole row is echoed
+        ("timestamp,value", "x" * 80, repr("x" * 80)),
+        ("timestamp,value", "x" * 81, repr("x" * 80) + "... (81 characters in all)"),
+        # one field within csv's default field size limit of 131072 characters
+        ("timestamp,value", "x" * 100_000, repr("x" * 80) + "... (100000 characters in all)"),
+        # several fields, as joined with commas
+        ("note,timestamp,value", "a" * 70 + "," + "b" * 70, repr("a" * 70 + "," + "b" * 9) + "... (141 characters in all)"),
+    ],
+    ids=["80-chars", "81-chars", "100000-chars", "two-fields"],
+)  # fmt: skip
+def test_short_row_echo_cut(tmp_path, header, row, echoed):
+    path = write(tmp_path, f"{header}\n1,2,3\n{row}\n".encode())
+    with pytest.raises(InputFileError) as caught:
+        list(read_points(path))
+    message = str(caught.value)
+    columns = len(header.split(","))
+    found = len(row.split(","))
+    assert f"line 3: expected {columns} columns, found {found}: " in message
+    assert message.endswith(f"found {found}: {echoed}")
+    assert len(message) < len(str(path)) + 160
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(InputFileError, match="input file not found"):
         list(read_points(tmp_path / "absent.csv"))
