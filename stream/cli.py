@@ -331,7 +331,7 @@ def _run_train(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise AnomalyBertError(
             f"training needs the [train] extra ({exc.name} is missing): "
-            "pip install 'anomalybert-stream[train]'"
+            "run pip install -e '.[train]' in the repository root"
         ) from None
     return int(train_main(args.train_args, prog="anomalybert train") or 0)
 
@@ -367,7 +367,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise AnomalyBertError(
             f"fine-tuning needs the [train] extra ({exc.name} is missing): "
-            "pip install 'anomalybert-stream[train]'"
+            "run pip install -e '.[train]' in the repository root"
         ) from None
     from stream.model import default_model_path
 

@@ -9,6 +9,8 @@ window score's best-F1 threshold on the full validation set and exports ONNX,
 checkpoint and metadata with the service's alert settings (``ALERT_CALIBRATION``).
 """
 
+from __future__ import annotations
+
 import argparse
 import logging
 import math
@@ -18,8 +20,6 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
 from training.config import (
     TRAIN_OPTION_HELP,
@@ -37,16 +37,33 @@ from training.data import (
     split_by_series,
     validation_subsample,
 )
-from training.export import export_model
 from training.metrics import (
     ThresholdChoice,
     average_precision,
     best_f1_threshold,
     precision_recall_at,
 )
-from training.model import WindowScorer, weighted_bce_with_logits
 from training.output import prepare_output_dir
 from training.scenarios import MIN_SERIES_LENGTH, SCENARIOS
+
+# These imports need the [train] extra (torch, onnx, tqdm). Imported as a module,
+# training.train raises ImportError without them. Run as a command, it still
+# loads, so that --help works and main() can name the missing package.
+_TRAIN_EXTRA_IMPORT_ERROR: ImportError | None = None
+try:
+    import torch
+    from tqdm import tqdm
+
+    from training.export import export_model
+    from training.model import WindowScorer, weighted_bce_with_logits
+except ImportError as error:
+    if __name__ != "__main__":
+        raise
+    _TRAIN_EXTRA_IMPORT_ERROR = error
+
+# Command that installs the [train] extra from a checkout of the project, as
+# models/README.md documents. It must run in the repository root.
+TRAIN_EXTRA_INSTALL_COMMAND = "pip install -e '.[train]'"
 
 logger = logging.getLogger(__name__)
 
@@ -576,6 +593,18 @@ def _config_problem(config: TrainConfig) -> str | None:
     return None
 
 
+def _missing_extra_message(error: ImportError) -> str:
+    """Describe a failed import of the [train] extra on one line."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        problem = f"{error.name} is missing"
+    else:
+        problem = "an import failed: " + " ".join(str(error).split())
+    return (
+        f"training needs the [train] extra, but {problem}. To install it, run "
+        f"in the repository root: {TRAIN_EXTRA_INSTALL_COMMAND}"
+    )
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m training.train") -> None:
     """Run the command line; ``prog`` is the command name shown in help and errors."""
     logging.basicConfig(
@@ -587,6 +616,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m training.train") 
     if package_logger.getEffectiveLevel() > logging.INFO:
         package_logger.setLevel(logging.INFO)
     args, config = _parse_args(argv, prog)
+    if _TRAIN_EXTRA_IMPORT_ERROR is not None:
+        print(
+            f"{prog}: error: {_missing_extra_message(_TRAIN_EXTRA_IMPORT_ERROR)}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     try:
         train(config, args.output_dir, progress=not args.no_progress)
     except ValueError as error:
