@@ -218,7 +218,7 @@ class Settings(BaseSettings):
         None, description="client certificate (PEM) for mutual TLS"
     )
     ssl_keyfile: Path | None = Field(
-        None, description="private key (PEM) of the client certificate"
+        None, description="unencrypted private key (PEM) of the client certificate"
     )
     ssl_check_hostname: bool = Field(
         True, description="check that broker certificates match their host names"
