@@ -146,6 +146,17 @@ class CalibrationSpec:
         return spec
 
 
+def leaves_range(value, low, high, tolerance: float):
+    """Tell whether ``value`` lies outside [low, high] widened by ``tolerance`` of its width.
+
+    The range rule of the point and coarse channels. A range of width 0 (one
+    value seen, or a flat series) never fires. Works on floats and on numpy
+    arrays alike.
+    """
+    margin = tolerance * (high - low)
+    return (high > low) & ((value > high + margin) | (value < low - margin))
+
+
 def _finite(value: object) -> bool:
     """Tell whether ``value`` is an int or float (not a bool) with a finite float value."""
     if not isinstance(value, int | float) or isinstance(value, bool):
@@ -251,8 +262,7 @@ def record_alerts(
     alert = signal / (signal + record)
     # NOTE: low and high never decay, so one early extreme widens the range for
     # good and the range rule fires less often on long-lived series.
-    margin = spec.range_tolerance * (high - low)
-    outside = (high > low) & ((value > high + margin) | (value < low - margin))
+    outside = leaves_range(value, low, high, spec.range_tolerance)
     alert = np.where(outside, 1.0, alert)
     alert = np.where(n_scored > spec.warmup_points, alert, 0.0)
 
@@ -283,8 +293,7 @@ def record_alerts_sequence(
         if n_first + i <= 1:
             low = high = v
             record = _RECORD_FLOOR
-        margin = spec.range_tolerance * (high - low)
-        if high > low and (v > high + margin or v < low - margin):
+        if leaves_range(v, low, high, spec.range_tolerance):
             alert[i] = 1.0
         else:
             alert[i] = x / (x + record)

@@ -46,7 +46,7 @@ from collections.abc import Callable
 import numpy as np
 
 from stream.batching import group_by, sequence_cutoff
-from stream.calibration import CalibrationSpec
+from stream.calibration import CalibrationSpec, leaves_range
 from stream.model import NormalisationSpec
 from stream.normalise import normalise_sequence, normalise_windows
 from stream.points import MAX_ABS_VALUE
@@ -492,8 +492,7 @@ def _push_sequence(
             if blocks == 0:
                 low = high = mean
             else:
-                margin = range_tolerance * (high - low)
-                if high > low and (mean > high + margin or mean < low - margin):
+                if leaves_range(mean, low, high, range_tolerance):
                     ranges[members[i]] = 1.0
                 low, high = min(low, mean), max(high, mean)
         if blocks == 0:
@@ -541,8 +540,7 @@ def _range_alerts(
     """
     first = table.blocks[slots] == 0
     low, high = table.low[slots], table.high[slots]
-    margin = tolerance * (high - low)
-    outside = (high > low) & ((means > high + margin) | (means < low - margin))
+    outside = leaves_range(means, low, high, tolerance)
     table.low[slots] = np.where(first, means, np.minimum(low, means))
     table.high[slots] = np.where(first, means, np.maximum(high, means))
     return np.where(first, 0.0, outside.astype(np.float64))

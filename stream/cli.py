@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stream.errors import AnomalyBertError
+from stream.errors import TRAIN_EXTRA_INSTALL_COMMAND, AnomalyBertError
 from stream.points import format_timestamp
 
 logger = logging.getLogger("anomalybert")
@@ -331,7 +331,7 @@ def _run_train(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise AnomalyBertError(
             f"training needs the [train] extra ({exc.name} is missing): "
-            "run pip install -e '.[train]' in the repository root"
+            f"run {TRAIN_EXTRA_INSTALL_COMMAND} in the repository root"
         ) from None
     return int(train_main(args.train_args, prog="anomalybert train") or 0)
 
@@ -367,7 +367,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise AnomalyBertError(
             f"fine-tuning needs the [train] extra ({exc.name} is missing): "
-            "run pip install -e '.[train]' in the repository root"
+            f"run {TRAIN_EXTRA_INSTALL_COMMAND} in the repository root"
         ) from None
     from stream.model import default_model_path
 

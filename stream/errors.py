@@ -21,5 +21,10 @@ class InvalidPointError(AnomalyBertError):
         self.reason = reason
 
 
+# Installs the torch-based [train] extra that training and fine-tuning need. The
+# package is installed from a checkout, so this runs in the repository root.
+TRAIN_EXTRA_INSTALL_COMMAND = "pip install -e '.[train]'"
+
+
 class InputFileError(AnomalyBertError):
     """A CSV input file could not be read."""

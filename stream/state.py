@@ -99,7 +99,7 @@ def _channel_settings(spec: CalibrationSpec) -> tuple[int, int, bool]:
 
 
 def _channel_table_settings(spec: CalibrationSpec) -> tuple[int, int, bool] | None:
-    """(coarse_points, season_buckets, coarse range rule on) of the channels' state, or None when off."""
+    """Return the channels' state layout for SeriesTable, or None when they are off."""
     settings = _channel_settings(spec)
     return settings if settings[0] else None
 
@@ -172,7 +172,7 @@ class SeriesTable:
         capacity: int,
         channels: tuple[int, int, bool] | None = None,
     ) -> None:
-        """``channels`` is (coarse_points, season_buckets, coarse range rule on), or None to leave them out."""
+        """``channels``: (coarse_points, season_buckets, range rule on), or None for none."""
         self.window_size = window_size
         self.slot_of: dict[str, int] = {}
         self.series_of: list[str | None] = []

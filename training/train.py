@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream.errors import TRAIN_EXTRA_INSTALL_COMMAND
 from training.config import (
     TRAIN_OPTION_HELP,
     ModelConfig,
@@ -60,10 +61,6 @@ except ImportError as error:
     if __name__ != "__main__":
         raise
     _TRAIN_EXTRA_IMPORT_ERROR = error
-
-# Command that installs the [train] extra from a checkout of the project, as
-# models/README.md documents. It must run in the repository root.
-TRAIN_EXTRA_INSTALL_COMMAND = "pip install -e '.[train]'"
 
 logger = logging.getLogger(__name__)
 

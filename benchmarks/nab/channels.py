@@ -13,6 +13,7 @@ categories and scores the seventh with them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -91,17 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         season_buckets = _ints(args.season_buckets)
     except ValueError as exc:
         parser.error(f"invalid list of settings: {exc}; use comma-separated numbers")
+    # Only the options given vary; the others keep the model's values.
+    varied = {}
+    if horizons is not None:
+        varied["horizon_points"] = horizons
+    if tolerances is not None:
+        varied["coarse_range_tolerance"] = tolerances
     settings = []
     for coarse in coarse_points:
         for buckets in season_buckets if coarse else [0]:
-            for horizon in [None] if horizons is None else horizons:
-                for tolerance in [0.0] if tolerances is None else tolerances:
-                    setting = {"coarse_points": coarse, "season_buckets": buckets}
-                    if horizon is not None:
-                        setting["horizon_points"] = horizon
-                    if tolerances is not None:
-                        setting["coarse_range_tolerance"] = tolerance
-                    settings.append(setting)
+            for values in itertools.product(*varied.values()):
+                setting = {"coarse_points": coarse, "season_buckets": buckets}
+                setting.update(zip(varied, values, strict=True))
+                settings.append(setting)
 
     names = list(settings[0])
     print("| " + " | ".join(names) + " | standard | low FP | low FN |")

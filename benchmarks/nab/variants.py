@@ -116,9 +116,10 @@ def leave_one_category_out(
     """Choose the variant and thresholds on six categories, score the seventh.
 
     Returns markdown table lines. Per held-out category it shows the variant
-    chosen by the standard score on the others, per profile the held-out
-    score at the threshold chosen on the others, and that standard threshold. The last row pools the held-out
-    raw scores of every category into one normalised score per profile.
+    chosen by the standard score on the others, per profile the held-out score
+    at the threshold chosen on the others, and that standard threshold. The
+    last row pools the held-out raw scores of every category into one
+    normalised score per profile.
     """
     categories = sorted({f.category for f in corpus.files.values()})
     lines = [
