@@ -21,8 +21,8 @@ class InvalidPointError(AnomalyBertError):
         self.reason = reason
 
 
-# Installs the torch-based [train] extra that training and fine-tuning need. The
-# package is installed from a checkout, so this runs in the repository root.
+# Command that installs the torch-based [train] extra of training and fine-tuning.
+# The package is installed from a checkout, so it runs in the repository root.
 TRAIN_EXTRA_INSTALL_COMMAND = "pip install -e '.[train]'"
 
 
